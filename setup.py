@@ -19,5 +19,6 @@ setup(
         "numpy>=1.23,<2",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "imageio>=2.14",
     ],
 )
