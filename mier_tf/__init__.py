@@ -9,3 +9,20 @@ import os as _os
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"
+
+
+def _import_gym_quietly() -> None:
+  """tf_agents imports the unmaintained `gym`, which prints a deprecation notice on import.
+
+  We use gymnasium; importing gym once here with stderr silenced keeps the notice away.
+  """
+  import contextlib
+  import io
+  try:
+    with contextlib.redirect_stderr(io.StringIO()):
+      import gym  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+  except ImportError:
+    pass
+
+
+_import_gym_quietly()

@@ -1,0 +1,191 @@
+"""Soft actor-critic whose observation is concat(state, context).
+
+MIER's policy is ordinary off-policy SAC (it is never meta-trained): the only change is
+the observation spec, which carries the task's adapted context phi_T next to the robot's
+state. TF-Agents' networks take one flat observation, so the context is concatenated to it.
+"""
+import collections
+from typing import Sequence
+
+import gin
+import numpy as np
+import tensorflow as tf
+from tf_agents.agents.sac import sac_agent
+from tf_agents.agents.sac import tanh_normal_projection_network
+from tf_agents.networks import actor_distribution_network
+from tf_agents.agents.ddpg import critic_network
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import policy_step
+from tf_agents.trajectories import time_step as ts
+from tf_agents.trajectories import trajectory
+
+SacLosses = collections.namedtuple(
+    "SacLosses", ("critic_loss", "actor_loss", "alpha_loss", "alpha"))
+
+
+def augmented_time_step_spec(observation_dim: int, context_dim: int) -> ts.TimeStep:
+  """The TimeStep spec of a context-augmented observation [observation_dim + context_dim]."""
+  observation_spec = tf.TensorSpec([observation_dim + context_dim], tf.float32,
+                                   name="observation")
+  return ts.time_step_spec(observation_spec)
+
+
+@gin.configurable
+def create_sac_agent(
+    observation_dim: int,
+    action_dim: int,
+    context_dim: int,
+    action_low: float = -1.0,
+    action_high: float = 1.0,
+    # Networks: 256-256 for the out-of-distribution configs of the paper.
+    actor_fc_layers: Sequence[int] = (256, 256),
+    critic_fc_layers: Sequence[int] = (256, 256),
+    # Optimisation (the paper's SAC settings).
+    actor_learning_rate: float = 3e-4,
+    critic_learning_rate: float = 3e-4,
+    alpha_learning_rate: float = 3e-4,
+    gamma: float = 0.99,
+    target_update_tau: float = 0.005,
+    initial_log_alpha: float = -1.0,
+    target_entropy: float = -1.0,
+    reward_scale_factor: float = 1.0,
+    train_step_counter: tf.Variable = None,
+) -> sac_agent.SacAgent:
+  """Builds a TF-Agents SacAgent whose observations are concat(state, context).
+
+  Args:
+    observation_dim: size of the robot's observation.
+    action_dim: size of the action.
+    context_dim: size of MIER's latent context vector.
+    action_low: lower bound of every action entry.
+    action_high: upper bound of every action entry.
+    actor_fc_layers: hidden sizes of the actor.
+    critic_fc_layers: hidden sizes of each of the two critics (joint state-action input).
+    actor_learning_rate: Adam learning rate of the actor.
+    critic_learning_rate: Adam learning rate of the critics.
+    alpha_learning_rate: Adam learning rate of the entropy temperature.
+    gamma: discount factor.
+    target_update_tau: Polyak factor of the target critics.
+    initial_log_alpha: initial log of the entropy temperature.
+    target_entropy: entropy target of the automatic temperature tuning.
+    reward_scale_factor: multiplies rewards in the critic target.
+    train_step_counter: optional counter incremented by every train step.
+
+  Returns:
+    An initialised `SacAgent`.
+  """
+  time_step_spec = augmented_time_step_spec(observation_dim, context_dim)
+  action_spec = tensor_spec.BoundedTensorSpec(
+      [action_dim], tf.float32, minimum=action_low, maximum=action_high, name="action")
+  actor_net = actor_distribution_network.ActorDistributionNetwork(
+      time_step_spec.observation, action_spec, fc_layer_params=tuple(actor_fc_layers),
+      continuous_projection_net=(
+          tanh_normal_projection_network.TanhNormalProjectionNetwork))
+  critic_net = critic_network.CriticNetwork(
+      (time_step_spec.observation, action_spec),
+      joint_fc_layer_params=tuple(critic_fc_layers),
+      kernel_initializer="glorot_uniform",
+      last_kernel_initializer="glorot_uniform")
+  if train_step_counter is None:
+    train_step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="sac_step")
+  agent = sac_agent.SacAgent(
+      time_step_spec, action_spec,
+      actor_network=actor_net,
+      critic_network=critic_net,
+      actor_optimizer=tf.keras.optimizers.Adam(actor_learning_rate),
+      critic_optimizer=tf.keras.optimizers.Adam(critic_learning_rate),
+      alpha_optimizer=tf.keras.optimizers.Adam(alpha_learning_rate),
+      target_update_tau=target_update_tau,
+      target_update_period=1,
+      td_errors_loss_fn=tf.math.squared_difference,
+      gamma=gamma,
+      reward_scale_factor=reward_scale_factor,
+      initial_log_alpha=initial_log_alpha,
+      target_entropy=target_entropy,
+      train_step_counter=train_step_counter)
+  agent.initialize()
+  return agent
+
+
+def tag_with_context(observation: tf.Tensor, context: tf.Tensor) -> tf.Tensor:
+  """concat(observation, context) for observations [tasks, n, d] and contexts [tasks, c].
+
+  Returns a flat [tasks * n, d + c] tensor: each row carries its own task's context.
+  """
+  n = tf.shape(observation)[1]
+  tiled = tf.tile(context[:, None, :], tf.stack([1, n, 1]))
+  joined = tf.concat([observation, tf.cast(tiled, observation.dtype)], axis=-1)
+  return tf.reshape(joined, [-1, joined.shape[-1]])
+
+
+def make_transition(observation, action, reward, next_observation,
+                    discount) -> trajectory.Transition:
+  """A TF-Agents Transition from flat [B, ...] arrays (one environment step per row)."""
+  batch = tf.shape(reward)[0]
+  mid = tf.fill([batch], ts.StepType.MID)
+  first = ts.TimeStep(mid, tf.zeros_like(reward), tf.ones_like(discount), observation)
+  second = ts.TimeStep(mid, reward, discount, next_observation)
+  return trajectory.Transition(first, policy_step.PolicyStep(action, (), ()), second)
+
+
+class ContextSacLearner:
+  """Compiled SAC updates on flat or per-task, context-tagged batches.
+
+  Args:
+    agent: a `SacAgent` made by `create_sac_agent`.
+  """
+
+  def __init__(self, agent: sac_agent.SacAgent):
+    self.agent = agent
+
+  @tf.function
+  def train(self, observation, action, reward, next_observation, discount) -> SacLosses:
+    """One SAC step on flat arrays whose observations already carry their context."""
+    info = self.agent.train(make_transition(
+        observation, action, reward, next_observation, discount))
+    losses = info.extra
+    for name, value in (("critic", losses.critic_loss), ("actor", losses.actor_loss)):
+      tf.debugging.check_numerics(value, f"SAC {name} loss is not finite")
+    return SacLosses(losses.critic_loss, losses.actor_loss, losses.alpha_loss,
+                     tf.exp(self.agent._log_alpha))  # pylint: disable=protected-access
+
+  @tf.function
+  def train_tagged(self, batch, contexts) -> SacLosses:
+    """One SAC step on per-task samples [tasks, n, ...] tagged with contexts [tasks, c].
+
+    The contexts are the tasks' adapted contexts; no gradient flows into them (the policy
+    is not meta-trained).
+    """
+    contexts = tf.stop_gradient(contexts)
+    flat = lambda x: tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
+    return self.train(
+        tag_with_context(batch["observation"], contexts),
+        flat(batch["action"]),
+        flat(batch["reward"]),
+        tag_with_context(batch["next_observation"], contexts),
+        flat(batch["discount"]))
+
+
+def policy_action_fn(policy, deterministic: bool = False, seed: int = 0):
+  """A compiled function mapping context-augmented observations [B, d+c] to actions [B, a].
+
+  Args:
+    policy: the agent's policy (its actor network is used directly: one call per batch).
+    deterministic: return the mode (tanh of the mean) instead of a sample.
+    seed: seed of the sampling generator.
+  """
+  actor_net = policy._actor_network  # pylint: disable=protected-access
+  generator = tf.random.Generator.from_seed(seed)
+
+  @tf.function
+  def action_fn(observation):
+    distribution, _ = actor_net(observation, step_type=(), network_state=(), training=False)
+    if deterministic:
+      return distribution.mode()
+    return distribution.sample(seed=tf.cast(generator.make_seeds(1)[:, 0], tf.int32))
+
+  def call(observation: np.ndarray) -> np.ndarray:
+    return action_fn(tf.convert_to_tensor(observation, tf.float32)).numpy()
+
+  call.generator = generator
+  return call

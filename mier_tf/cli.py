@@ -1,0 +1,84 @@
+"""What the scripts share: gin parsing, default output directories, one-line errors."""
+import contextlib
+import datetime
+import glob
+import logging
+import os
+import sys
+from typing import Iterator, Optional, Sequence
+
+import gin
+
+REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
+
+
+class UsageError(ValueError):
+  """Bad command-line input: the message is shown to the user as is."""
+
+
+def shipped_configs() -> list:
+  """Names of the gin files shipped in gin/."""
+  return sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO_GIN_DIR, "*.gin")))
+
+
+def _resolve(gin_file: str) -> str:
+  if os.path.isfile(gin_file):
+    return gin_file
+  candidate = os.path.join(REPO_GIN_DIR, os.path.basename(gin_file))
+  if os.path.isfile(candidate) and os.path.dirname(gin_file) in ("", "gin"):
+    return candidate
+  raise UsageError(f"gin file not found: {gin_file} (shipped configs in gin/: "
+                   f"{', '.join(shipped_configs())})")
+
+
+def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str],
+              root_dir: Optional[str] = None) -> str:
+  """Parses gin files and bindings; returns the output directory to use.
+
+  Args:
+    gin_files: config files; a bare name (ant_negjoints.gin) is looked up in gin/.
+    gin_bindings: bindings applied after the files.
+    root_dir: output directory; default runs/<first config name>/<time>.
+  """
+  if not gin_files:
+    raise UsageError(f"--gin_file is required (shipped configs in gin/: "
+                     f"{', '.join(shipped_configs())})")
+  paths = [_resolve(f) for f in gin_files]
+  for path in paths:
+    gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
+  gin.add_config_file_search_path(REPO_GIN_DIR)
+  try:
+    gin.parse_config_files_and_bindings(paths, gin_bindings, finalize_config=False)
+  except (ValueError, SyntaxError, KeyError, IOError) as e:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UsageError(f"bad gin config ({', '.join(gin_files)}"
+                     f"{'; bindings ' + repr(list(gin_bindings)) if gin_bindings else ''}): "
+                     f"{first}") from e
+  if root_dir is None:
+    name = os.path.splitext(os.path.basename(paths[0]))[0]
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    root_dir = os.path.join("runs", name, stamp)
+  return root_dir
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+  """Turns the errors a user can cause into one line on stderr and exit status 2."""
+  from mier_tf.train import checkpoints, meta_train  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  known = (UsageError, checkpoints.CheckpointError, meta_train.ConfigMismatchError,
+           ValueError, FileNotFoundError, FloatingPointError)
+  try:
+    yield
+  except tf.errors.InvalidArgumentError as e:
+    if "not finite" not in e.message and "NaN" not in e.message:
+      raise
+    print(f"error: training diverged: {e.message.splitlines()[0]}", file=sys.stderr)
+    sys.exit(3)
+  except known as e:
+    if os.environ.get("MIER_DEBUG"):
+      raise
+    message = " ".join(str(e).split()) or type(e).__name__
+    logging.debug("full error", exc_info=True)
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)

@@ -1,0 +1,105 @@
+"""Multi-task collection: several tasks' environments stepped in lock-step.
+
+One policy call per step serves every task at once: row i of the batch is task i's state
+concatenated with task i's context. Episodes end at the 200-step limit (a truncation, the
+discount stays 1) or at a real termination (discount 0); an ended episode restarts at once,
+so every task yields exactly `num_steps` transitions.
+"""
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+ActionFn = Callable[[np.ndarray], np.ndarray]
+Transitions = Dict[str, np.ndarray]
+
+
+class MultiTaskCollector:
+  """Steps up to `num_slots` environments of one task family together.
+
+  Args:
+    family: a `mier_tf.envs.TaskFamily`.
+    num_slots: the most tasks collected at once (one environment per slot, reused across
+      tasks through `set_task`, so MuJoCo models are built once).
+    seed: seed of the environments' resets. Slot i draws the seed of each of its resets
+      from `np.random.default_rng([seed, i])`, so a slot's episodes do not depend on how
+      many other slots run beside it.
+  """
+
+  def __init__(self, family, num_slots: int, seed: int = 0):
+    self.family = family
+    self._envs = []
+    self._num_slots = num_slots
+    self._rngs = [np.random.default_rng([seed, slot]) for slot in range(num_slots)]
+
+  def _env(self, slot: int, task):
+    while len(self._envs) <= slot:
+      self._envs.append(self.family.make_env(task))
+    env = self._envs[slot]
+    env.unwrapped.set_task(task)
+    return env
+
+  def _reset(self, slot: int) -> np.ndarray:
+    obs, _ = self._envs[slot].reset(seed=int(self._rngs[slot].integers(2**31 - 1)))
+    return np.asarray(obs, np.float32)
+
+  def get_state(self) -> list:
+    """The reset-seed generators' states (JSON-serialisable), for checkpoints."""
+    return [rng.bit_generator.state for rng in self._rngs]
+
+  def set_state(self, state: list) -> None:
+    for rng, s in zip(self._rngs, state):
+      rng.bit_generator.state = s
+
+  def collect(self, tasks: Sequence, contexts: np.ndarray, num_steps: int,
+              action_fn: ActionFn) -> Tuple[List[Transitions], List[List[float]]]:
+    """Collects `num_steps` transitions for each task, starting fresh episodes.
+
+    Args:
+      tasks: task parameters (from `family.train_tasks` or `family.test_tasks`).
+      contexts: [len(tasks), context_dim] context given to the policy for each task.
+      num_steps: transitions to collect per task.
+      action_fn: maps context-augmented observations [B, obs + context] to actions [B, act].
+
+    Returns:
+      (transitions, returns): per task a dict of arrays [num_steps, ...] with keys
+      observation, action, reward, next_observation, discount; and per task the undiscounted
+      returns of the episodes that finished (by termination or by the time limit).
+    """
+    if len(tasks) > self._num_slots:
+      raise ValueError(f"{len(tasks)} tasks given but the collector has {self._num_slots} slots")
+    k = len(tasks)
+    contexts = np.asarray(contexts, np.float32).reshape(k, -1)
+    envs = [self._env(i, task) for i, task in enumerate(tasks)]
+    obs = np.stack([self._reset(i) for i in range(k)])
+    obs_dim, act_dim = obs.shape[1], self.family.action_dim
+    out = dict(
+        observation=np.empty((k, num_steps, obs_dim), np.float32),
+        action=np.empty((k, num_steps, act_dim), np.float32),
+        reward=np.empty((k, num_steps), np.float32),
+        next_observation=np.empty((k, num_steps, obs_dim), np.float32),
+        discount=np.empty((k, num_steps), np.float32))
+    returns: List[List[float]] = [[] for _ in range(k)]
+    running = np.zeros(k)
+    for t in range(num_steps):
+      actions = np.asarray(action_fn(np.concatenate([obs, contexts], axis=1)), np.float32)
+      out["observation"][:, t] = obs
+      out["action"][:, t] = actions
+      for i, env in enumerate(envs):
+        next_obs, reward, terminated, truncated, _ = env.step(actions[i])
+        next_obs = np.asarray(next_obs, np.float32)
+        out["reward"][i, t] = reward
+        out["next_observation"][i, t] = next_obs
+        out["discount"][i, t] = 0.0 if terminated else 1.0
+        running[i] += reward
+        if terminated or truncated:
+          returns[i].append(float(running[i]))
+          running[i] = 0.0
+          next_obs = self._reset(i)
+        obs[i] = next_obs
+    per_task = [{key: value[i] for key, value in out.items()} for i in range(k)]
+    return per_task, returns
+
+  def close(self) -> None:
+    for env in self._envs:
+      env.close()
+    self._envs = []

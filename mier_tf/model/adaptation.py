@@ -1,0 +1,237 @@
+"""Model identification: context adaptation (the inner loop), the meta-loss and its trainer.
+
+Algorithm 1 of the paper, model part:
+  phi_T = phi - alpha * clip(grad_phi NLL(D_adapt; theta, phi))      (repeated `steps` times)
+  minimise over theta, phi:  NLL(D_eval; theta, phi_T)                (second order)
+and the model part of Algorithm 2 (`continue_adaptation`): more context steps, then steps on
+all weights of a copy of the model, on the new task's data.
+
+All tasks of a meta-batch are adapted in one vectorised pass: the batch has leading dims
+[tasks, samples], the context [tasks, ctx]; the loss summed over tasks of each task's mean
+NLL has, as its gradient with respect to row t of the context, exactly task t's gradient.
+"""
+import collections
+import logging
+from typing import Optional, Tuple
+
+import gin
+import tensorflow as tf
+
+from mier_tf.model.dynamics import Batch, ContextualDynamicsModel, clone_model
+
+MetaTrainInfo = collections.namedtuple(
+    "MetaTrainInfo",
+    ["meta_loss",         # the minimised objective: nll_after_adapt + logvar-bound penalty
+     "nll_before_adapt",  # NLL(D_eval; prior context), mean over tasks
+     "nll_after_adapt",   # NLL(D_eval; adapted context), mean over tasks
+     "grad_norm",         # global norm of the outer gradient before clipping
+     "contexts"])         # adapted contexts [tasks, ctx] (to tag the SAC batch)
+
+
+def adapt_context(model: ContextualDynamicsModel,
+                  batch: Batch,
+                  steps: int,
+                  lr: float,
+                  context: Optional[tf.Tensor] = None,
+                  clip_norm: float = 10.,
+                  first_order: bool = False) -> tf.Tensor:
+  """Gradient steps on the context only: c <- c - lr * clip_by_norm(grad_c NLL(batch; c)).
+
+  Differentiable: when called under a GradientTape, the returned context carries the second
+  order dependence on the weights and on the initial context (unless `first_order`).
+
+  Args:
+    model: the dynamics model (its weights are not changed).
+    batch: dict with observation, action, next_observation, reward; leading dims
+      [tasks, samples] (one context row per task) or [samples].
+    steps: number of gradient steps (a Python int; the loop is unrolled).
+    lr: step size alpha.
+    context: starting context, [ctx] (shared) or [tasks, ctx]; None uses `model.context`.
+    clip_norm: each task's gradient is clipped to this L2 norm (the release used 10).
+    first_order: stop gradients through the inner gradients (first-order MAML
+      approximation; used by tests and for cheap adaptation when no meta-gradient is needed).
+
+  Returns:
+    The adapted context, [tasks, ctx] or [ctx] (batch's leading dims without the samples).
+  """
+  obs = tf.convert_to_tensor(batch["observation"])
+  task_shape = tf.shape(obs)[:-2]
+  start = model.context if context is None else tf.cast(context, model.dtype)
+  context = tf.broadcast_to(start, tf.concat([task_shape, [model.context_dim]], axis=0))
+  for _ in range(steps):
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(context)
+      # Sum over tasks of each task's mean NLL: row t of the gradient is task t's gradient.
+      loss = tf.reduce_sum(tf.reduce_mean(model.sample_nll(batch, context), axis=-1))
+    grad = tape.gradient(loss, context)
+    if first_order:
+      grad = tf.stop_gradient(grad)
+    grad = tf.clip_by_norm(grad, clip_norm, axes=[-1])
+    context = context - lr * grad
+  return context
+
+
+def meta_loss(model: ContextualDynamicsModel, adapt_batch: Batch, eval_batch: Batch,
+              steps: int, lr: float, clip_norm: float = 10.,
+              first_order: bool = False) -> tf.Tensor:
+  """Mean over tasks of NLL(eval_batch[t]; context adapted on adapt_batch[t]).
+
+  Args:
+    model: the dynamics model.
+    adapt_batch: batch with leading dims [tasks, samples] (or [samples]) to adapt on.
+    eval_batch: batch of the same tasks, [tasks, samples'] (or [samples']).
+    steps: inner steps. lr: inner step size. clip_norm: per-task inner gradient clip.
+    first_order: see `adapt_context`.
+
+  Returns:
+    Scalar meta-loss (normalised target space, see `ContextualDynamicsModel.sample_nll`).
+  """
+  context = adapt_context(model, adapt_batch, steps, lr, clip_norm=clip_norm,
+                          first_order=first_order)
+  # Every task has the same number of eval samples, so the mean over all transitions is the
+  # mean over tasks of each task's mean.
+  return model.nll(eval_batch, context)
+
+
+@gin.configurable
+class MetaTrainer:
+  """One meta-training step of the model (Algorithm 1): Adam on the second-order meta-loss.
+
+  The gradient reaches the network weights, the log-variance bounds and the initial context
+  `model.context`. (The original release left the initial context out of its optimiser, so
+  it stayed at zero; the paper optimises it, and so do we.) The outer gradient is clipped to
+  global norm `clip_norm`; the release clipped each variable's gradient to norm 10 and kept
+  all weights in one flat vector, which is the same except for the log-variance bounds.
+  """
+
+  def __init__(self,
+               model: ContextualDynamicsModel,
+               learning_rate: float = 1e-3,
+               inner_steps: int = 2,
+               inner_lr: float = 0.01,
+               clip_norm: float = 10.,
+               logvar_bound_weight: float = 0.01):
+    """Creates the trainer and its optimiser.
+
+    Args:
+      model: the model to train.
+      learning_rate: Adam step size of the outer update (release: 1e-3).
+      inner_steps: context steps per task (release: 2).
+      inner_lr: context step size alpha (release: 0.01).
+      clip_norm: clip of the inner per-task gradients and of the outer global norm (10).
+      logvar_bound_weight: weight of sum(max_logvar) - sum(min_logvar) in the training loss
+        (the release's 0.01); it keeps the learned bounds from drifting apart.
+    """
+    self.model = model
+    self.inner_steps = int(inner_steps)
+    self.inner_lr = float(inner_lr)
+    self.clip_norm = float(clip_norm)
+    self.logvar_bound_weight = float(logvar_bound_weight)
+    # The Keras 2 (non-legacy) optimiser; the lead checkpoints it.
+    self.optimizer = tf.keras.optimizers.Adam(learning_rate)
+    # Slot variables exist from the start: a checkpoint restores into them before any step,
+    # and the step function creates no variables (so it is traced once per batch shape).
+    self.optimizer.build(model.trainable_variables)
+    self._step = tf.function(self._train_step)
+
+  def step(self, adapt_batch: Batch, eval_batch: Batch) -> MetaTrainInfo:
+    """One Adam step on the meta-loss; traced once per batch shape.
+
+    Args:
+      adapt_batch: batch [tasks, samples] from each task's adaptation (prior-context) table.
+      eval_batch: batch [tasks, samples'] of the same tasks from their full tables.
+
+    Returns:
+      MetaTrainInfo of scalar tensors (and the adapted contexts).
+
+    Raises:
+      tf.errors.InvalidArgumentError: the meta-loss or its gradient is NaN or infinite (the
+        variables are then left unchanged).
+    """
+    return self._step(adapt_batch, eval_batch)
+
+  def _train_step(self, adapt_batch: Batch, eval_batch: Batch) -> MetaTrainInfo:
+    model = self.model
+    variables = model.trainable_variables
+    nll_before = model.nll(eval_batch, model.context)
+    with tf.GradientTape() as tape:
+      contexts = adapt_context(model, adapt_batch, self.inner_steps, self.inner_lr,
+                               clip_norm=self.clip_norm)
+      nll_after = model.nll(eval_batch, contexts)
+      loss = nll_after + self.logvar_bound_weight * model.logvar_bound_penalty()
+    grads = tape.gradient(loss, variables)
+    loss = tf.debugging.check_numerics(
+        loss, "MetaTrainer: the model meta-loss is NaN or infinite (check the data, the "
+        "normaliser and the learning rates)")
+    grad_norm = tf.debugging.check_numerics(
+        tf.linalg.global_norm(grads),
+        "MetaTrainer: the meta-gradient is NaN or infinite")
+    # use_norm=grad_norm makes the update depend on the check above.
+    grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=grad_norm)
+    self.optimizer.apply_gradients(zip(grads, variables))
+    return MetaTrainInfo(meta_loss=loss, nll_before_adapt=nll_before,
+                         nll_after_adapt=nll_after, grad_norm=grad_norm, contexts=contexts)
+
+
+def continue_adaptation(model: ContextualDynamicsModel,
+                        batch: Batch,
+                        context_steps: int = 10,
+                        context_lr: float = 0.01,
+                        fast_steps: int = 2,
+                        model_steps: int = 100,
+                        model_lr: float = 1e-3,
+                        clip_norm: float = 10.,
+                        logvar_bound_weight: float = 0.01
+                        ) -> Tuple[ContextualDynamicsModel, tf.Tensor]:
+  """Test-time model adaptation of Algorithm 2 on one new task; `model` is left unchanged.
+
+  1. `context_steps` context steps from `model.context`: the first `fast_steps` at
+     `context_lr`, the rest at `context_lr / 10` (as the release did, with `fast_steps` equal
+     to the meta-training inner steps).
+  2. `model_steps` full-batch Adam steps (lr `model_lr`) on all weights and log-variance
+     bounds of a *copy* of the model, on NLL(batch; adapted context) + the bound penalty,
+     the context held fixed.
+
+  Args:
+    model: the meta-trained model (not modified).
+    batch: the new task's transitions, leading dims [samples].
+    context_steps: total context steps (release: 10; 20 for ant direction).
+    context_lr: alpha of the first `fast_steps` steps (release: 0.01).
+    fast_steps: steps at the full `context_lr`.
+    model_steps: whole-model steps (release: 100; 0 for ant direction and negated joints).
+    model_lr: Adam step size of the whole-model steps (release: the model's 1e-3).
+    clip_norm: clip of the context gradient.
+    logvar_bound_weight: weight of the log-variance bound penalty in the model steps.
+
+  Returns:
+    (adapted copy of the model whose `context` is set to the adapted context, the adapted
+    context [ctx]).
+  """
+  fast = min(fast_steps, context_steps)
+  context = adapt_context(model, batch, fast, context_lr, clip_norm=clip_norm)
+  context = adapt_context(model, batch, context_steps - fast, context_lr / 10.,
+                          context=context, clip_norm=clip_norm)
+  adapted = clone_model(model)
+  adapted.context.assign(context)
+  if model_steps <= 0:
+    return adapted, context
+
+  # Weights and log-variance bounds; the context stays where the context steps left it.
+  variables = [v for v in adapted.trainable_variables if v is not adapted.context]
+  optimizer = tf.keras.optimizers.Adam(model_lr)
+  batch = {key: tf.convert_to_tensor(value) for key, value in batch.items()}
+
+  @tf.function
+  def train_step():
+    with tf.GradientTape() as tape:
+      nll = adapted.nll(batch, context)
+      loss = nll + logvar_bound_weight * adapted.logvar_bound_penalty()
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return nll
+
+  nll_start = adapted.nll(batch, context)
+  for _ in range(model_steps):
+    train_step()
+  logging.info("continue_adaptation: NLL %.3f -> %.3f after %d whole-model steps.",
+               float(nll_start), float(adapted.nll(batch, context)), model_steps)
+  return adapted, context

@@ -1,0 +1,98 @@
+"""Checkpoints that a kill at any moment leaves whole.
+
+One checkpoint number n is three things written in this order:
+  replay_<n>/      the replay tables (each backend writes atomically),
+  driver_<n>.json  the driver's numpy random state (written to a temporary file, then renamed),
+  ckpt-<n>.*       tf.train.Checkpoint of model, optimisers, agent and counters; TensorFlow's
+                   CheckpointManager updates its `checkpoint` index file last.
+A checkpoint counts only once the index names it, so a kill during any write leaves the
+previous one in use; older replay/driver files are pruned after the index moves on.
+"""
+import json
+import logging
+import os
+import re
+import shutil
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint is missing a part or cannot be read."""
+
+
+class RunCheckpointer:
+  """Saves and restores everything a meta-training run needs to resume.
+
+  Args:
+    directory: the run's checkpoints/ directory.
+    tables: the run's `TaskTables`.
+    max_to_keep: how many checkpoints to keep.
+    **trackables: TF objects to checkpoint (model, optimisers, agent, counters...).
+  """
+
+  def __init__(self, directory: str, tables, max_to_keep: int = 2, **trackables):
+    self.directory = directory
+    self.tables = tables
+    self.checkpoint = tf.train.Checkpoint(**trackables)
+    self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
+                                              max_to_keep=max_to_keep)
+    self._counter = 0
+    self.restored_rng: Optional[np.random.Generator] = None
+    self.restored_collector_state: Optional[list] = None
+
+  def _number(self, path: str) -> int:
+    return int(re.search(r"ckpt-(\d+)$", path).group(1))
+
+  def save(self, rng: np.random.Generator, collector_state: Optional[list] = None) -> str:
+    """Writes checkpoint number `last + 1`; returns its path."""
+    latest = self.manager.latest_checkpoint
+    number = (self._number(latest) if latest else 0) + 1
+    os.makedirs(self.directory, exist_ok=True)
+    self.tables.save(os.path.join(self.directory, f"replay_{number}"))
+    driver = os.path.join(self.directory, f"driver_{number}.json")
+    with open(driver + ".tmp", "w") as f:
+      json.dump({"rng": rng.bit_generator.state, "collector": collector_state}, f)
+    os.replace(driver + ".tmp", driver)
+    path = self.manager.save(checkpoint_number=number)
+    self._prune()
+    return path
+
+  def _prune(self) -> None:
+    keep = {self._number(p) for p in self.manager.checkpoints}
+    for name in os.listdir(self.directory):
+      match = re.fullmatch(r"(?:replay_(\d+)|driver_(\d+)\.json)(?:\.tmp)?", name)
+      if match and int(match.group(1) or match.group(2)) not in keep:
+        path = os.path.join(self.directory, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+  def restore(self) -> bool:
+    """Restores the latest checkpoint if there is one; returns whether it did."""
+    latest = self.manager.latest_checkpoint
+    if latest is None:
+      if os.path.isdir(self.directory) and any(
+          n.startswith("ckpt-") for n in os.listdir(self.directory)):
+        raise CheckpointError(f"{self.directory}: checkpoint files without a readable "
+                              "'checkpoint' index file")
+      return False
+    number = self._number(latest)
+    try:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+      raise CheckpointError(f"{latest}: cannot be restored ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''})") from e
+    driver = os.path.join(self.directory, f"driver_{number}.json")
+    try:
+      with open(driver) as f:
+        stored = json.load(f)
+      state = stored["rng"]
+    except (OSError, ValueError, KeyError) as e:
+      raise CheckpointError(f"{driver}: missing or corrupt ({e})") from e
+    self.restored_rng = np.random.default_rng()
+    self.restored_rng.bit_generator.state = state
+    self.restored_collector_state = stored.get("collector")
+    self.tables.restore(os.path.join(self.directory, f"replay_{number}"))
+    logging.info("Restored %s", latest)
+    return True

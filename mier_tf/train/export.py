@@ -1,0 +1,87 @@
+"""SavedModel export of the policy (TF-Agents PolicySaver) and of the model.
+
+`export/policy` is the deterministic policy, `export/collect_policy` the stochastic one used
+to gather adaptation data; both take observations concat(state, context). `export/model`
+has the signatures `adapt`, `predict`, `sample` and `prior_context`, and loads with
+`tf.saved_model.load` without mier_tf.
+"""
+import os
+import shutil
+
+import tensorflow as tf
+from tf_agents.policies import greedy_policy
+from tf_agents.policies import policy_saver
+
+from mier_tf.model import adapt_context
+
+
+class _ModelExport(tf.Module):
+  """The model's adaptation and prediction as SavedModel signatures."""
+
+  def __init__(self, model, adapt_steps: int, adapt_lr: float):
+    super().__init__(name="mier_model")
+    self.model = model
+    obs_dim, act_dim, ctx_dim = model.observation_dim, model.action_dim, model.context_dim
+    obs = tf.TensorSpec([None, obs_dim], tf.float32, name="observation")
+    act = tf.TensorSpec([None, act_dim], tf.float32, name="action")
+    ctx = tf.TensorSpec([None, ctx_dim], tf.float32, name="context")
+
+    @tf.function(input_signature=[obs, act, obs, tf.TensorSpec([None], tf.float32, "reward")])
+    def adapt(observation, action, next_observation, reward):
+      batch = dict(observation=observation, action=action,
+                   next_observation=next_observation, reward=reward)
+      return {"context": adapt_context(self.model, batch, adapt_steps, adapt_lr)}
+
+    @tf.function(input_signature=[obs, act, ctx])
+    def predict(observation, action, context):
+      next_observation, reward = self.model.predict(observation, action, context)
+      return {"next_observation": next_observation, "reward": reward}
+
+    @tf.function(input_signature=[obs, act, ctx])
+    def sample(observation, action, context):
+      next_observation, reward = self.model.sample(observation, action, context)
+      return {"next_observation": next_observation, "reward": reward}
+
+    @tf.function(input_signature=[])
+    def prior_context():
+      return {"context": tf.identity(self.model.context)}
+
+    self.adapt, self.predict, self.sample, self.prior_context = (
+        adapt, predict, sample, prior_context)
+
+
+def _replace_dir(write, path: str) -> None:
+  """Writes through `write(tmp)` then swaps tmp into place, so `path` is never half-written."""
+  tmp = path + ".tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  write(tmp)
+  old = path + ".old"
+  if os.path.exists(path):
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(path, old)
+  os.replace(tmp, path)
+  shutil.rmtree(old, ignore_errors=True)
+
+
+def export_policy(agent, export_dir: str) -> None:
+  """Writes `export_dir/policy` (greedy) and `export_dir/collect_policy` (stochastic)."""
+  for name, policy in (("policy", greedy_policy.GreedyPolicy(agent.policy)),
+                       ("collect_policy", agent.collect_policy)):
+    saver = policy_saver.PolicySaver(policy, batch_size=None)
+    _replace_dir(saver.save, os.path.join(export_dir, name))
+
+
+def export_model(model, export_dir: str, adapt_steps: int, adapt_lr: float) -> None:
+  """Writes `export_dir/model` with the `adapt`, `predict`, `sample`, `prior_context` signatures.
+
+  Args:
+    model: a `ContextualDynamicsModel`.
+    export_dir: parent directory of the export.
+    adapt_steps: inner steps run by the `adapt` signature (as in training).
+    adapt_lr: inner learning rate of the `adapt` signature.
+  """
+  module = _ModelExport(model, adapt_steps, adapt_lr)
+  signatures = {"adapt": module.adapt, "predict": module.predict, "sample": module.sample,
+                "prior_context": module.prior_context}
+  _replace_dir(lambda d: tf.saved_model.save(module, d, signatures=signatures),
+               os.path.join(export_dir, "model"))

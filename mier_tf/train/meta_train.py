@@ -1,0 +1,373 @@
+"""Meta-training of MIER (Algorithm 1 of the paper).
+
+    initial exploration: every training task, prior-context data into both tables
+    for each epoch:
+        for each of `tasks_per_epoch` sampled training tasks:
+            D_adapt <- collect with the prior context phi          (adapt + full tables)
+            phi_T   <- A(theta, phi, D_adapt)
+            D_eval  <- collect with phi_T                          (full table)
+        repeat `train_steps_per_epoch` times:
+            sample a meta-batch of tasks; D_adapt from adapt tables, D_eval from full tables
+            model meta-step: minimise NLL(D_eval; theta, A(theta, phi, D_adapt))
+            SAC step on D_eval, each row tagged with its task's phi_T
+        evaluate MIER-wR on training and test tasks; checkpoint
+
+Everything that a resumed run needs (model, optimisers, agent, counters, replay tables,
+random state) is checkpointed every `checkpoint_interval` epochs; re-running on the same
+root_dir continues from the last checkpoint.
+"""
+import json
+import logging
+import os
+import time
+from typing import Callable, Dict, Optional
+
+import gin
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from mier_tf import envs
+from mier_tf import model as model_lib
+from mier_tf import replay
+from mier_tf.agents import sac
+from mier_tf.collect import MultiTaskCollector
+from mier_tf.train import checkpoints
+from mier_tf.train import evaluation
+from mier_tf.train import export
+
+_STACK = lambda data: {key: np.stack([d[key] for d in data]) for key in data[0]}
+
+
+class ConfigMismatchError(ValueError):
+  """The root_dir holds a checkpoint of another configuration."""
+
+
+@gin.configurable
+class MetaTrainingRun:
+  """The state of one meta-training run, with the steps of Algorithm 1 as methods.
+
+  Args:
+    root_dir: where summaries, checkpoints and exports are written.
+    family: name of the task family (see `mier_tf.envs.task_family_names()`).
+    seed: seed of task sampling, collection and initialisation.
+    num_initial_rounds: prior-context collections per training task before training
+      (5 in the original release).
+    tasks_per_epoch: training tasks collected from per epoch (5).
+    prior_steps: transitions per task collected with the prior context (400).
+    posterior_steps: transitions per task collected with the adapted context (600).
+    train_steps_per_epoch: model meta-steps and SAC steps per epoch (1000).
+    meta_batch_size: tasks per meta-step (10).
+    adapt_batch_size: adaptation transitions per task per meta-step (200 or 400).
+    eval_batch_size: evaluation transitions per task per meta-step; the same rows, tagged
+      with the adapted contexts, form the SAC batch (10 x 200 = 2,000 rows).
+    context_dim: size of the latent context (5; 10 for cheetah negated joints).
+    inner_steps: gradient steps of the context adaptation (2).
+    inner_lr: learning rate of the context adaptation (0.01).
+    collect_slots: tasks stepped together by the collector.
+    normalizer_rows: rows sampled from the full tables to refresh input normalisation.
+    eval_train_tasks: training tasks evaluated at each evaluation.
+    eval_adapt_steps: prior-context transitions collected per task to adapt at evaluation.
+    summary_interval: training steps between scalar summaries.
+  """
+
+  def __init__(
+      self,
+      root_dir: str,
+      family: str = gin.REQUIRED,
+      seed: int = 0,
+      # Collection (Algorithm 1).
+      num_initial_rounds: int = 5,
+      tasks_per_epoch: int = 5,
+      prior_steps: int = 400,
+      posterior_steps: int = 600,
+      # Training.
+      train_steps_per_epoch: int = 1000,
+      meta_batch_size: int = 10,
+      adapt_batch_size: int = 200,
+      eval_batch_size: int = 200,
+      # Model identification.
+      context_dim: int = 5,
+      inner_steps: int = 2,
+      inner_lr: float = 0.01,
+      # Bookkeeping.
+      collect_slots: int = 10,
+      normalizer_rows: int = 200,
+      eval_train_tasks: int = 5,
+      eval_adapt_steps: int = 200,
+      summary_interval: int = 100,
+  ):
+    self.root_dir = root_dir
+    self.family = envs.get_task_family(family)
+    self.rng = np.random.default_rng(seed)
+    tf.random.set_seed(seed)
+    self.num_initial_rounds = num_initial_rounds
+    self.tasks_per_epoch = tasks_per_epoch
+    self.prior_steps, self.posterior_steps = prior_steps, posterior_steps
+    self.train_steps_per_epoch = train_steps_per_epoch
+    self.meta_batch_size = min(meta_batch_size, len(self.family.train_tasks))
+    self.adapt_batch_size, self.eval_batch_size = adapt_batch_size, eval_batch_size
+    self.inner_steps, self.inner_lr = inner_steps, inner_lr
+    self.collect_slots = collect_slots
+    self.normalizer_rows = normalizer_rows
+    self.eval_train_tasks = eval_train_tasks
+    self.eval_adapt_steps = eval_adapt_steps
+    self.summary_interval = summary_interval
+
+    obs_dim, act_dim = self.family.observation_dim, self.family.action_dim
+    self.fingerprint = dict(family=self.family.name, observation_dim=obs_dim,
+                            action_dim=act_dim, context_dim=context_dim)
+    self.model = model_lib.ContextualDynamicsModel(obs_dim, act_dim, context_dim=context_dim)
+    self.model_trainer = model_lib.MetaTrainer(self.model, inner_steps=inner_steps,
+                                               inner_lr=inner_lr)
+    self.agent = sac.create_sac_agent(obs_dim, act_dim, context_dim)
+    self.learner = sac.ContextSacLearner(self.agent)
+    self.tables = replay.make_task_tables(
+        num_tasks=len(self.family.train_tasks), observation_dim=obs_dim, action_dim=act_dim,
+        seed=seed)
+    self.collector = MultiTaskCollector(self.family, collect_slots, seed=seed)
+    self.explore_fn = sac.policy_action_fn(self.agent.collect_policy, seed=seed)
+    self.greedy_fn = sac.policy_action_fn(self.agent.policy, deterministic=True)
+    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
+    self.train_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
+    self.checkpointer = checkpoints.RunCheckpointer(
+        os.path.join(root_dir, "checkpoints"), tables=self.tables,
+        model=self.model, model_optimizer=self.model_trainer.optimizer, agent=self.agent,
+        epoch=self.epoch, env_steps=self.env_steps, train_step=self.train_step,
+        explore_generator=self.explore_fn.generator)
+    self.train_writer = tf.summary.create_file_writer(os.path.join(root_dir, "train"))
+    self.eval_writer = tf.summary.create_file_writer(os.path.join(root_dir, "eval"))
+    self.last_returns: Dict[str, float] = {}
+    self.last_results: Optional[Dict[str, np.ndarray]] = None
+
+  # --- Collection -------------------------------------------------------------------------
+
+  def _prior_contexts(self, n: int) -> np.ndarray:
+    return np.tile(self.model.context.numpy()[None], (n, 1))
+
+  def _adapt(self, batch: Dict[str, np.ndarray]) -> np.ndarray:
+    batch = {key: tf.convert_to_tensor(value) for key, value in batch.items()}
+    return model_lib.adapt_context(self.model, batch, self.inner_steps, self.inner_lr).numpy()
+
+  def _collect_into_tables(self, task_ids, contexts, num_steps, tables) -> list:
+    tasks = [self.family.train_tasks[i] for i in task_ids]
+    data, _ = self.collector.collect(tasks, contexts, num_steps, self.explore_fn)
+    for task_id, transitions in zip(task_ids, data):
+      self.tables.add(int(task_id), tables, transitions)
+    self.env_steps.assign_add(len(task_ids) * num_steps)
+    return data
+
+  def collect_initial(self) -> None:
+    """Initial exploration: prior-context data from every training task."""
+    all_ids = np.arange(len(self.family.train_tasks))
+    groups = [all_ids[i:i + self.collect_slots] for i in range(0, len(all_ids),
+                                                                  self.collect_slots)]
+    for _ in range(self.num_initial_rounds):
+      for ids in groups:
+        self._collect_into_tables(ids, self._prior_contexts(len(ids)), self.prior_steps,
+                                  ("adapt", "full"))
+
+  def collect_epoch(self) -> None:
+    """Algorithm 1's data step: prior context -> adapt -> adapted context, per sampled task."""
+    ids = self.rng.choice(len(self.family.train_tasks), self.tasks_per_epoch, replace=False)
+    for start in range(0, len(ids), self.collect_slots):
+      group = ids[start:start + self.collect_slots]
+      prior_data = self._collect_into_tables(
+          group, self._prior_contexts(len(group)), self.prior_steps, ("adapt", "full"))
+      contexts = self._adapt(_STACK(prior_data))
+      if self.posterior_steps:
+        self._collect_into_tables(group, contexts, self.posterior_steps, "full")
+
+  # --- Training ---------------------------------------------------------------------------
+
+  def refresh_normalizer(self) -> None:
+    """Input/target statistics of the model from the full tables (training data only)."""
+    ids = np.arange(len(self.family.train_tasks))
+    batch = self.tables.sample(ids, "full", self.normalizer_rows)
+    self.model.update_normalizer({k: v.reshape((-1,) + v.shape[2:]) for k, v in batch.items()})
+
+  def train_epoch(self, progress: Optional[tqdm.tqdm] = None) -> None:
+    """`train_steps_per_epoch` x (one model meta-step + one SAC step) on meta-batches."""
+    num_tasks = len(self.family.train_tasks)
+    env_steps_before, start = int(self.env_steps.numpy()), time.perf_counter()
+    for _ in range(self.train_steps_per_epoch):
+      ids = self.rng.choice(num_tasks, self.meta_batch_size, replace=False)
+      adapt_batch = self.tables.sample(ids, "adapt", self.adapt_batch_size)
+      eval_batch = self.tables.sample(ids, "full", self.eval_batch_size)
+      adapt_batch = {k: tf.convert_to_tensor(v) for k, v in adapt_batch.items()}
+      eval_batch = {k: tf.convert_to_tensor(v) for k, v in eval_batch.items()}
+      model_info = self.model_trainer.step(adapt_batch, eval_batch)
+      sac_info = self.learner.train_tagged(eval_batch, model_info.contexts)
+      self.train_step.assign_add(1)
+      step = int(self.train_step.numpy())
+      if step % self.summary_interval == 0:
+        self._write_train_summaries(step, model_info, sac_info)
+      if progress is not None:
+        progress.update(1)
+    elapsed = time.perf_counter() - start
+    with self.train_writer.as_default(step=int(self.train_step.numpy())):
+      tf.summary.scalar("Perf/train_steps_per_sec", self.train_steps_per_epoch / elapsed)
+    del env_steps_before
+
+  def _write_train_summaries(self, step, model_info, sac_info) -> None:
+    with self.train_writer.as_default(step=step):
+      tf.summary.scalar("Model/meta_loss", model_info.meta_loss)
+      tf.summary.scalar("Model/nll_before_adapt", model_info.nll_before_adapt)
+      tf.summary.scalar("Model/nll_after_adapt", model_info.nll_after_adapt)
+      tf.summary.scalar("SAC/critic_loss", sac_info.critic_loss)
+      tf.summary.scalar("SAC/actor_loss", sac_info.actor_loss)
+      tf.summary.scalar("SAC/alpha_loss", sac_info.alpha_loss)
+      tf.summary.scalar("SAC/alpha", sac_info.alpha)
+      tf.summary.scalar("Progress/env_steps", self.env_steps)
+
+  # --- Evaluation -------------------------------------------------------------------------
+
+  def evaluate(self) -> Dict[str, np.ndarray]:
+    """MIER-wR returns on a few training tasks and on every test task."""
+    train_ids = self.rng.choice(len(self.family.train_tasks),
+                                min(self.eval_train_tasks, len(self.family.train_tasks)),
+                                replace=False)
+    results = {}
+    for split, tasks in (("train", [self.family.train_tasks[i] for i in train_ids]),
+                         ("test", list(self.family.test_tasks))):
+      results[split] = evaluation.evaluate_mier_wr(
+          self.collector, tasks, self.model.context.numpy(), self._adapt, self.explore_fn,
+          self.greedy_fn, self.eval_adapt_steps, self.collect_slots)
+    with self.eval_writer.as_default(step=int(self.env_steps.numpy())):
+      tf.summary.scalar("Eval/train_return", results["train"].mean())
+      tf.summary.scalar("Eval/test_return_mier_wr", results["test"].mean())
+    self.last_returns = {"train": float(results["train"].mean()),
+                         "test": float(results["test"].mean())}
+    self.last_results = results
+    return results
+
+
+def _check_fingerprint(root_dir: str, fingerprint: dict) -> None:
+  """Refuses a root_dir that holds another configuration's run."""
+  path = os.path.join(root_dir, "run.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      stored = json.load(f)
+    if stored != fingerprint:
+      raise ConfigMismatchError(
+          f"{root_dir} holds a run of another configuration ({stored}), not {fingerprint}: "
+          "choose another --root_dir.")
+  else:
+    os.makedirs(root_dir, exist_ok=True)
+    with open(path, "w") as f:
+      json.dump(fingerprint, f, indent=1)
+
+
+@gin.configurable
+def meta_train(
+    root_dir: str,
+    num_epochs: int = 400,
+    eval_interval: int = 10,
+    checkpoint_interval: int = 10,
+    max_env_steps: Optional[int] = None,
+    export_at_end: bool = True,
+    on_start: Optional[Callable[[str], None]] = None,
+) -> MetaTrainingRun:
+  """Meta-trains MIER (Algorithm 1); resumes from root_dir's last checkpoint if there is one.
+
+  Args:
+    root_dir: output directory (train/, eval/, checkpoints/, export/).
+    num_epochs: epochs of collection and training.
+    eval_interval: epochs between MIER-wR evaluations (the last epoch is always evaluated).
+    checkpoint_interval: epochs between checkpoints (the last epoch is always saved).
+    max_env_steps: stop after the epoch in which the run's meta-training environment steps
+      reach this budget (the paper's budgets: 1.5M, 2.5M for ant negated joints).
+    export_at_end: write the policy and model SavedModels when training ends.
+    on_start: called with root_dir once the run is built (e.g. to save the gin config).
+
+  Returns:
+    The finished run.
+  """
+  run = MetaTrainingRun(root_dir)
+  _check_fingerprint(root_dir, run.fingerprint)
+  if on_start is not None:
+    on_start(root_dir)
+  resumed = run.checkpointer.restore()
+  if not resumed:
+    logging.info("Initial exploration of %d training tasks", len(run.family.train_tasks))
+    start = time.perf_counter()
+    run.collect_initial()
+    _log_env_rate(run, int(run.env_steps.numpy()), time.perf_counter() - start)
+    run.checkpointer.save(run.rng, run.collector.get_state())
+  else:
+    run.rng = run.checkpointer.restored_rng
+    if run.checkpointer.restored_collector_state:
+      run.collector.set_state(run.checkpointer.restored_collector_state)
+    logging.info("Resumed %s at epoch %d", root_dir, int(run.epoch.numpy()))
+
+  total = num_epochs * run.train_steps_per_epoch
+  with tqdm.tqdm(total=total, initial=int(run.epoch.numpy()) * run.train_steps_per_epoch,
+                 desc=f"meta-train {run.family.name}", unit="step", dynamic_ncols=True) as bar:
+    while int(run.epoch.numpy()) < num_epochs and not _budget_spent(run, max_env_steps):
+      steps_before, start = int(run.env_steps.numpy()), time.perf_counter()
+      run.collect_epoch()
+      _log_env_rate(run, int(run.env_steps.numpy()) - steps_before, time.perf_counter() - start)
+      run.refresh_normalizer()
+      run.train_epoch(bar)
+      run.epoch.assign_add(1)
+      epoch = int(run.epoch.numpy())
+      last = epoch == num_epochs or _budget_spent(run, max_env_steps)
+      if epoch % eval_interval == 0 or last:
+        run.evaluate()
+        bar.set_postfix(train_return=f"{run.last_returns['train']:.1f}",
+                        test_return=f"{run.last_returns['test']:.1f}")
+      if epoch % checkpoint_interval == 0 or last:
+        run.checkpointer.save(run.rng, run.collector.get_state())
+  run.train_writer.flush()
+  run.eval_writer.flush()
+  if export_at_end:
+    export_dir = os.path.join(root_dir, "export")
+    export.export_policy(run.agent, export_dir)
+    export.export_model(run.model, export_dir, run.inner_steps, run.inner_lr)
+  return run
+
+
+def _budget_spent(run: MetaTrainingRun, max_env_steps: Optional[int]) -> bool:
+  return max_env_steps is not None and int(run.env_steps.numpy()) >= max_env_steps
+
+
+def results_path(root_dir: str) -> str:
+  return os.path.join(root_dir, "eval", "results.json")
+
+
+def read_results(root_dir: str) -> dict:
+  """eval/results.json, or an empty skeleton if there is none yet."""
+  path = results_path(root_dir)
+  if not os.path.exists(path):
+    return {"test_tasks": {}}
+  with open(path) as f:
+    return json.load(f)
+
+
+def write_results_file(root_dir: str, results: dict) -> None:
+  path = results_path(root_dir)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(results, f, indent=1, sort_keys=True)
+  os.replace(path + ".tmp", path)
+
+
+def write_results(run: MetaTrainingRun) -> dict:
+  """Writes the MIER-wR return of every test task to eval/results.json."""
+  if run.last_results is None:
+    run.evaluate()
+  results = read_results(run.root_dir)
+  results.update(family=run.family.name, env_steps=int(run.env_steps.numpy()),
+                 train_return_mier_wr=float(run.last_results["train"].mean()))
+  for i, value in enumerate(run.last_results["test"]):
+    entry = results["test_tasks"].setdefault(str(i), {})
+    entry.update(task=run.family.describe_task(run.family.test_tasks[i]), mier_wr=float(value))
+  write_results_file(run.root_dir, results)
+  return results
+
+
+def _log_env_rate(run: MetaTrainingRun, steps: int, seconds: float) -> None:
+  if steps and seconds > 0:
+    with run.train_writer.as_default(step=int(run.env_steps.numpy())):
+      tf.summary.scalar("Perf/env_steps_per_sec", steps / seconds)

@@ -1,0 +1,87 @@
+"""Evaluation of exported SavedModels alone (what `scripts/evaluate.py` runs).
+
+Nothing here imports the model or agent code: the policy and the model come back from
+`tf.saved_model.load`, so this is also how a user evaluates an export elsewhere.
+"""
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_agents  # noqa: F401  registers the distribution specs the policy SavedModel uses
+from tf_agents.trajectories import time_step as ts
+
+from mier_tf import envs
+from mier_tf.collect import MultiTaskCollector
+from mier_tf.train.evaluation import evaluate_mier_wr
+
+
+def saved_policy_fn(policy):
+  """Action function over context-augmented observations for a loaded PolicySaver policy."""
+
+  def action_fn(observation: np.ndarray) -> np.ndarray:
+    b = observation.shape[0]
+    step = ts.TimeStep(step_type=tf.fill([b], tf.constant(ts.StepType.MID, tf.int32)),
+                       reward=tf.zeros([b]), discount=tf.ones([b]),
+                       observation=tf.constant(observation, tf.float32))
+    return policy.action(step, ()).action.numpy()
+
+  return action_fn
+
+
+def load_export(export_dir: str):
+  """Loads (policy, collect_policy, model) from a run's export/ directory."""
+  loaded = []
+  for name in ("policy", "collect_policy", "model"):
+    path = os.path.join(export_dir, name)
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+      raise FileNotFoundError(f"no SavedModel at {path} (expected a run's export/ directory)")
+    loaded.append(tf.saved_model.load(path))
+  return tuple(loaded)
+
+
+def evaluate_export(export_dir: str, family_name: str, split: str = "test",
+                    task_indices: Optional[Sequence] = None, seed: int = 0) -> dict:
+  """MIER-wR returns of exported SavedModels on a family's tasks.
+
+  Args:
+    export_dir: a run's export/ directory.
+    family_name: task family name.
+    split: "train" or "test".
+    task_indices: indices into the split (default all).
+    seed: seed of the environment resets.
+
+  Returns:
+    {"family", "split", "mean_return", "tasks": [{"index", "task", "return"}]}.
+  """
+  family = envs.get_task_family(family_name)
+  policy, collect_policy, model = load_export(export_dir)
+  tasks = family.train_tasks if split == "train" else family.test_tasks
+  indices = [int(i) for i in task_indices] if task_indices else list(range(len(tasks)))
+  for i in indices:
+    if not 0 <= i < len(tasks):
+      raise ValueError(f"task index {i} out of range: {family_name} has {len(tasks)} "
+                       f"{split} tasks")
+  prior = model.signatures["prior_context"]()["context"].numpy()
+  obs_dim = family.observation_dim
+  expected = policy.time_step_spec.observation.shape[-1]
+  if expected != obs_dim + prior.shape[-1]:
+    raise ValueError(f"{export_dir} was exported for observations of size "
+                     f"{expected - prior.shape[-1]}, but {family_name} has {obs_dim}")
+  adapt = model.signatures["adapt"]
+
+  def adapt_fn(batch):
+    return np.stack([adapt(observation=tf.constant(batch["observation"][k]),
+                           action=tf.constant(batch["action"][k]),
+                           next_observation=tf.constant(batch["next_observation"][k]),
+                           reward=tf.constant(batch["reward"][k]))["context"].numpy()
+                     for k in range(batch["observation"].shape[0])])
+
+  collector = MultiTaskCollector(family, num_slots=10, seed=seed)
+  returns = evaluate_mier_wr(collector, [tasks[i] for i in indices], prior, adapt_fn,
+                             saved_policy_fn(collect_policy), saved_policy_fn(policy),
+                             family.max_episode_steps, slots=10)
+  collector.close()
+  return {"family": family_name, "split": split, "mean_return": float(np.mean(returns)),
+          "tasks": [{"index": i, "task": family.describe_task(tasks[i]), "return": float(r)}
+                    for i, r in zip(indices, returns)]}

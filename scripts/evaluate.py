@@ -1,0 +1,39 @@
+"""Evaluates exported SavedModels on a task family; prints JSON returns on stdout.
+
+    python scripts/evaluate.py --export_dir=runs/X/export --family=cheetah_vel_hard --split=test
+
+Only the SavedModels in export_dir are loaded (policy, collect_policy, model), not the training
+code: for each task, one episode with the prior context and the stochastic policy gives the
+adaptation data, the model's `adapt` signature gives the task's context, and one episode with
+the deterministic policy on concat(state, context) gives the reported return (MIER-wR).
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from mier_tf import cli
+
+flags.DEFINE_string("export_dir", None, "A run's export/ directory.", required=True)
+flags.DEFINE_string("family", None, "Task family name.", required=True)
+flags.DEFINE_enum("split", "test", ["train", "test"], "Which tasks of the family.")
+flags.DEFINE_list("tasks", None, "Task indices in the split (default: all).")
+flags.DEFINE_integer("seed", 0, "Seed of the environment resets.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  from mier_tf.train import saved_eval  # pylint: disable=g-import-not-at-top
+  with cli.one_line_errors():
+    report = saved_eval.evaluate_export(FLAGS.export_dir, FLAGS.family, FLAGS.split,
+                                        FLAGS.tasks, FLAGS.seed)
+  print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+  app.run(main)
