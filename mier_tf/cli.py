@@ -47,6 +47,7 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str],
   for path in paths:
     gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
   gin.add_config_file_search_path(REPO_GIN_DIR)
+  logging.disable(logging.ERROR)  # gin logs every include path it tries before finding one
   try:
     gin.parse_config_files_and_bindings(paths, gin_bindings, finalize_config=False)
   except (ValueError, SyntaxError, KeyError, IOError) as e:
@@ -54,6 +55,8 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str],
     raise UsageError(f"bad gin config ({', '.join(gin_files)}"
                      f"{'; bindings ' + repr(list(gin_bindings)) if gin_bindings else ''}): "
                      f"{first}") from e
+  finally:
+    logging.disable(logging.NOTSET)
   if root_dir is None:
     name = os.path.splitext(os.path.basename(paths[0]))[0]
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -5,8 +5,10 @@ over the target y = concat(s' - s, r) in *normalised target space*
 (y_n = (y - target_mean) / target_std). Training losses (`sample_nll`, `nll`) are computed
 in that normalised space, which keeps every output dimension on the same scale whatever the
 robot; `distribution`, `predict` and `sample` convert back to raw units. The two NLLs differ
-only by the constant sum(log target_std), so gradients with respect to the context and the
-weights are the same up to that constant's absence.
+only by the constant sum(log target_std), so they have the same gradients. (Normalising the
+targets is our addition to the release, which normalised inputs only: the state deltas and
+rewards of different robots differ in scale by orders of magnitude, and one inner step size
+and one pair of log-variance bound initialisations must suit them all.)
 
 Normalisation statistics are non-trainable variables on the model: they are saved with it by
 tf.train.Checkpoint, never touched by an optimiser, and set from replay data with
@@ -139,6 +141,8 @@ class ContextualDynamicsModel(tf.keras.Model):
     """
     context = self.context if context is None else tf.cast(context, self.dtype)
     rank = leading_shape.shape[0]
+    if rank is None or context.shape.rank is None:
+      raise ValueError("ContextualDynamicsModel needs inputs of known rank.")
     while context.shape.rank < rank + 1:
       context = tf.expand_dims(context, axis=-2)
     return tf.broadcast_to(context, tf.concat([leading_shape, [self.context_dim]], axis=0))
@@ -267,32 +271,42 @@ class ContextualDynamicsModel(tf.keras.Model):
     loc, scale = self._raw_mean_scale(obs, act, context)
     return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
 
+  # The compiled graphs see rows [N, dim] only, so one trace serves every batch size
+  # (reduce_retracing) and every leading shape (flattened here, restored on the way out).
   @tf.function(reduce_retracing=True)
-  def _predict_graph(self, obs, act, context):
+  def _predict_rows(self, obs, act, context):
     loc, _ = self._raw_mean_scale(obs, act, context)
-    obs = tf.cast(obs, self.dtype)
-    return obs + loc[..., :self.observation_dim], loc[..., self.observation_dim]
+    return loc
 
   @tf.function(reduce_retracing=True)
-  def _sample_graph(self, obs, act, context, seed):
+  def _sample_rows(self, obs, act, context, seed):
     loc, scale = self._raw_mean_scale(obs, act, context)
-    noise = tf.random.stateless_normal(tf.shape(loc), seed=seed, dtype=self.dtype)
-    draw = loc + scale * noise
+    return loc + scale * tf.random.stateless_normal(tf.shape(loc), seed=seed, dtype=self.dtype)
+
+  def _on_rows(self, rows_fn, obs, act, context, *args):
+    """Runs rows_fn on flattened inputs; returns (obs + delta, reward) in the input's shape."""
     obs = tf.cast(obs, self.dtype)
-    return obs + draw[..., :self.observation_dim], draw[..., self.observation_dim]
+    act = tf.cast(act, self.dtype)
+    leading_shape = tf.shape(obs)[:-1]
+    context = self._broadcast_context(context, leading_shape)
+    out = rows_fn(tf.reshape(obs, [-1, self.observation_dim]),
+                  tf.reshape(act, [-1, self.action_dim]),
+                  tf.reshape(context, [-1, self.context_dim]), *args)
+    out = tf.reshape(out, tf.concat([leading_shape, [self.target_dim]], axis=0))
+    return obs + out[..., :self.observation_dim], out[..., self.observation_dim]
 
   def predict(self, obs: tf.Tensor, act: tf.Tensor, context: Optional[tf.Tensor] = None
               ) -> Tuple[tf.Tensor, tf.Tensor]:
     """Mean prediction: (next_observation [..., obs_dim], reward [...]) in raw units.
 
-    Compiled with tf.function (one trace per input rank); 100,000 rows run in one call.
+    Compiled with tf.function, traced once for all batch sizes; 100,000 rows run in one call.
 
     Args:
       obs: [..., obs_dim]. act: [..., act_dim].
-      context: [ctx] or [..., ctx]; None uses `self.context`.
+      context: [ctx] or [..., ctx] with leading dims a prefix of obs's; None uses
+        `self.context`.
     """
-    context = self.context if context is None else context
-    return self._predict_graph(obs, act, tf.cast(context, self.dtype))
+    return self._on_rows(self._predict_rows, obs, act, context)
 
   def sample(self, obs: tf.Tensor, act: tf.Tensor, context: Optional[tf.Tensor] = None,
              seed: Optional[int] = None) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -300,15 +314,15 @@ class ContextualDynamicsModel(tf.keras.Model):
 
     Args:
       obs: [..., obs_dim]. act: [..., act_dim].
-      context: [ctx] or [..., ctx]; None uses `self.context`.
+      context: [ctx] or [..., ctx] with leading dims a prefix of obs's; None uses
+        `self.context`.
       seed: an int makes the draw reproducible; None draws a fresh seed.
     """
-    context = self.context if context is None else context
     if seed is None:
       seed = tf.random.uniform([2], maxval=np.iinfo(np.int32).max, dtype=tf.int32)
     else:
       seed = tf.constant([int(seed), 0], dtype=tf.int32)
-    return self._sample_graph(obs, act, tf.cast(context, self.dtype), seed)
+    return self._on_rows(self._sample_rows, obs, act, context, seed)
 
 
 def clone_model(model: ContextualDynamicsModel,

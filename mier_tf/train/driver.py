@@ -5,13 +5,17 @@ import os
 import gin
 import tensorflow as tf
 
+from mier_tf.train import adapt_ood
 from mier_tf.train import meta_train as meta_train_lib
 
 
 def write_operative_config(root_dir: str) -> None:
   """Saves the gin config actually used, and shows it in TensorBoard as text."""
   os.makedirs(root_dir, exist_ok=True)
-  config = gin.operative_config_str()
+  # Every binding parsed (also those of steps not run yet, such as adaptation), then the
+  # values every configurable that ran actually used, defaults included.
+  config = ("# All bindings parsed.\n" + gin.config_str() +
+            "\n# Operative values (defaults included).\n" + gin.operative_config_str())
   path = os.path.join(root_dir, "operative_config.gin")
   with open(path + ".tmp", "w") as f:
     f.write(config)
@@ -36,7 +40,6 @@ def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> None:
   run = meta_train_lib.meta_train(root_dir, on_start=write_operative_config)
   results = meta_train_lib.write_results(run)
   if adapt_test_tasks:
-    from mier_tf.train import adapt_ood  # pylint: disable=import-outside-toplevel
     adapt_ood.adapt_all_test_tasks(root_dir)
   write_operative_config(root_dir)
   logging.info("Results in %s", os.path.join(root_dir, "eval", "results.json"))

@@ -136,10 +136,24 @@ class MetaTrainingRun:
         model=self.model, model_optimizer=self.model_trainer.optimizer, agent=self.agent,
         epoch=self.epoch, env_steps=self.env_steps, train_step=self.train_step,
         explore_generator=self.explore_fn.generator)
-    self.train_writer = tf.summary.create_file_writer(os.path.join(root_dir, "train"))
-    self.eval_writer = tf.summary.create_file_writer(os.path.join(root_dir, "eval"))
+    self._writers: Dict[str, tf.summary.SummaryWriter] = {}
     self.last_returns: Dict[str, float] = {}
     self.last_results: Optional[Dict[str, np.ndarray]] = None
+
+  def _writer(self, name: str) -> tf.summary.SummaryWriter:
+    # Created on first use, so that a run opened only to read its checkpoint (adaptation)
+    # writes nothing into the meta-training directories.
+    if name not in self._writers:
+      self._writers[name] = tf.summary.create_file_writer(os.path.join(self.root_dir, name))
+    return self._writers[name]
+
+  @property
+  def train_writer(self) -> tf.summary.SummaryWriter:
+    return self._writer("train")
+
+  @property
+  def eval_writer(self) -> tf.summary.SummaryWriter:
+    return self._writer("eval")
 
   # --- Collection -------------------------------------------------------------------------
 

@@ -1,0 +1,105 @@
+"""Reading TensorBoard event files back, and the plots of `scripts/plot.py`."""
+import glob
+import json
+import os
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+Series = Tuple[np.ndarray, np.ndarray]
+
+
+def read_scalars(logdir: str) -> Dict[str, Series]:
+  """All scalar summaries in the event files directly under `logdir`: tag -> (steps, values)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  points: Dict[str, Dict[int, float]] = {}
+  for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.HasField("simple_value"):
+          number = value.simple_value
+        elif value.HasField("tensor") and value.tensor.dtype in (1, 2):  # float, double
+          number = float(tf.make_ndarray(value.tensor))
+        else:
+          continue
+        points.setdefault(value.tag, {})[event.step] = number  # a resumed run rewrites steps
+  return {tag: (np.array(sorted(d)), np.array([d[s] for s in sorted(d)]))
+          for tag, d in points.items()}
+
+
+def _mean_and_spread(curves: List[Series]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Mean and standard deviation over runs, on the steps that every run has."""
+  common = sorted(set.intersection(*(set(c[0].tolist()) for c in curves)))
+  values = np.array([[dict(zip(*c))[s] for s in common] for c in curves])
+  return np.array(common), values.mean(0), values.std(0)
+
+
+def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
+  """Writes learning_curves.png, training_losses.png and (if adapted) mier_vs_mier_wr.png."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  os.makedirs(out_dir, exist_ok=True)
+  evals = [read_scalars(os.path.join(d, "eval")) for d in root_dirs]
+  trains = [read_scalars(os.path.join(d, "train")) for d in root_dirs]
+  label = f"{len(root_dirs)} run{'s' if len(root_dirs) > 1 else ''}"
+  written = []
+
+  def band(ax, series, name):
+    series = [s for s in series if s is not None and len(s[0])]
+    if not series:
+      return
+    x, mean, std = _mean_and_spread(series)
+    ax.plot(x, mean, label=name)
+    if len(series) > 1:
+      ax.fill_between(x, mean - std, mean + std, alpha=0.25)
+
+  fig, ax = plt.subplots(figsize=(6, 4))
+  band(ax, [e.get("Eval/train_return") for e in evals], "training tasks (MIER-wR)")
+  band(ax, [e.get("Eval/test_return_mier_wr") for e in evals], "test tasks (MIER-wR)")
+  ax.set_xlabel("meta-training environment steps")
+  ax.set_ylabel("average return")
+  ax.set_title(f"Meta-training ({label}; mean and std)")
+  ax.legend()
+  fig.tight_layout()
+  written.append(os.path.join(out_dir, "learning_curves.png"))
+  fig.savefig(written[-1], dpi=100)
+  plt.close(fig)
+
+  tags = ["Model/nll_before_adapt", "Model/nll_after_adapt", "SAC/critic_loss", "SAC/alpha"]
+  fig, axes = plt.subplots(1, len(tags), figsize=(4 * len(tags), 3.2))
+  for ax, tag in zip(axes, tags):
+    band(ax, [t.get(tag) for t in trains], tag)
+    ax.set_title(tag)
+    ax.set_xlabel("training step")
+  fig.tight_layout()
+  written.append(os.path.join(out_dir, "training_losses.png"))
+  fig.savefig(written[-1], dpi=100)
+  plt.close(fig)
+
+  results = []
+  for d in root_dirs:
+    path = os.path.join(d, "eval", "results.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        results.append(json.load(f).get("test_tasks", {}))
+  indices = sorted({int(i) for r in results for i, e in r.items() if "mier" in e})
+  if indices:
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(indices) + 2), 4))
+    width = 0.38
+    for offset, key, name in ((-width / 2, "mier_wr", "MIER-wR"), (width / 2, "mier", "MIER")):
+      per_task = [[r[str(i)][key] for r in results if str(i) in r and key in r[str(i)]]
+                  for i in indices]
+      ax.bar(np.arange(len(indices)) + offset, [np.mean(v) for v in per_task], width,
+             yerr=[np.std(v) if len(v) > 1 else 0 for v in per_task], label=name, capsize=3)
+    ax.set_xticks(np.arange(len(indices)))
+    ax.set_xticklabels([str(i) for i in indices])
+    ax.set_xlabel("test task")
+    ax.set_ylabel("return")
+    ax.set_title(f"Out-of-distribution test tasks ({label})")
+    ax.legend()
+    fig.tight_layout()
+    written.append(os.path.join(out_dir, "mier_vs_mier_wr.png"))
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+  return written

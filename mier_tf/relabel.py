@@ -1,0 +1,109 @@
+"""Experience relabeling (the `Relabel` step of Algorithm 2).
+
+States from the replay tables of many meta-training tasks become transitions of the new
+task: with the adapted context phi_T and the adapted model theta',
+
+    on-policy ("policy_actions"):  a ~ pi(a | s, phi_T),   (s', r) ~ p(. | s, a; theta', phi_T)
+    off-policy ("reward_only"):    keep the stored a and s', r ~ p(r | s, a; theta', phi_T)
+
+The original release used the second form for the reward-varying families (velocity,
+direction), where the dynamics are shared and only the reward must change. Rows whose
+predictions are not finite are dropped.
+"""
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+RELABEL_MODES = ("policy_actions", "reward_only")
+
+
+def relabel_transitions(model, actor_network, context: tf.Tensor, batch: Dict[str, np.ndarray],
+                        mode: str = "policy_actions", seed: int = 0,
+                        chunk: int = 100_000) -> Dict[str, np.ndarray]:
+  """Relabels stored transitions as transitions of the task whose context is `context`.
+
+  Args:
+    model: the adapted `ContextualDynamicsModel` (theta').
+    actor_network: the SAC actor network (its input is concat(state, context)).
+    context: [context_dim] adapted context phi_T of the new task.
+    batch: flat arrays [N, ...] with observation, action, next_observation, discount.
+    mode: "policy_actions" (new actions from the policy, next state and reward from the
+      model) or "reward_only" (stored actions and next states, reward from the model).
+    seed: seed of the policy and model samples.
+    chunk: rows per compiled call.
+
+  Returns:
+    Flat arrays with observation, action, reward, next_observation, discount; the rows with
+    non-finite predictions removed.
+  """
+  if mode not in RELABEL_MODES:
+    raise ValueError(f"unknown relabel mode {mode!r}; valid modes: {', '.join(RELABEL_MODES)}")
+  context = tf.convert_to_tensor(context, tf.float32)
+  outputs = []
+  n = batch["observation"].shape[0]
+  for i, start in enumerate(range(0, n, chunk)):
+    part = {k: tf.convert_to_tensor(v[start:start + chunk]) for k, v in batch.items()}
+    seeds = tf.constant([seed, i], tf.int32)
+    outputs.append({k: v.numpy() for k, v in _relabel_chunk(
+        model, actor_network, context, part, mode == "policy_actions", seeds).items()})
+  out = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+  finite = np.ones(out["reward"].shape[0], bool)
+  for value in out.values():
+    finite &= np.all(np.isfinite(value.reshape(value.shape[0], -1)), axis=1)
+  return {k: v[finite] for k, v in out.items()}
+
+
+@tf.function(reduce_retracing=True)
+def _relabel_chunk(model, actor_network, context, batch, policy_actions: bool, seeds):
+  obs = batch["observation"]
+  rows = tf.shape(obs)[0]
+  tiled = tf.tile(context[None], tf.stack([rows, 1]))
+  if policy_actions:
+    distribution, _ = actor_network(tf.concat([obs, tiled], -1), step_type=(),
+                                    network_state=(), training=False)
+    action = distribution.sample(seed=seeds)
+  else:
+    action = batch["action"]
+  next_obs, reward = model.sample(obs, action, tiled, seed=seeds + 1)
+  if policy_actions:
+    # The model predicts no termination: a relabeled row is never terminal.
+    discount = tf.ones_like(reward)
+  else:
+    next_obs, discount = batch["next_observation"], batch["discount"]
+  return dict(observation=obs, action=action, reward=reward, next_observation=next_obs,
+              discount=discount)
+
+
+class MixedBatches:
+  """SAC batches mixing real data of the new task with relabeled data, in a fixed share.
+
+  Args:
+    real: flat arrays of the new task's own transitions.
+    real_fraction: share of real rows in each batch (0.05 in the original release).
+    batch_size: rows per batch.
+    seed: seed of the row draws.
+  """
+
+  def __init__(self, real: Dict[str, np.ndarray], real_fraction: float = 0.05,
+               batch_size: int = 256, seed: int = 0):
+    self.real = real
+    self.relabeled: Optional[Dict[str, np.ndarray]] = None
+    self.num_real = int(round(real_fraction * batch_size))
+    self.batch_size = batch_size
+    self._rng = np.random.default_rng(seed)
+
+  def set_relabeled(self, relabeled: Dict[str, np.ndarray]) -> None:
+    if relabeled["reward"].shape[0] == 0:
+      raise FloatingPointError("relabeling produced no finite rows: the adapted model diverged")
+    self.relabeled = relabeled
+
+  def sample(self, keys: Sequence[str] = ("observation", "action", "reward",
+                                          "next_observation", "discount")):
+    """A batch: `num_real` real rows first, then relabeled rows."""
+    n_real = self.real["reward"].shape[0]
+    n_fake = self.relabeled["reward"].shape[0]
+    real_idx = self._rng.integers(n_real, size=self.num_real)
+    fake_idx = self._rng.integers(n_fake, size=self.batch_size - self.num_real)
+    return {k: np.concatenate([self.real[k][real_idx], self.relabeled[k][fake_idx]])
+            for k in keys}

@@ -1,0 +1,174 @@
+"""Out-of-distribution adaptation with experience relabeling (Algorithm 2 of the paper).
+
+For one test task, starting from the last meta-training checkpoint (read, never written):
+
+    D_adapt <- collect on the new task with the prior context phi
+    MIER-wR: phi_T <- A(theta, phi, D_adapt); return of pi(. | s, phi_T)
+    phi_T, theta' <- N_fast context steps (alpha, then alpha / 10), then whole-model steps
+    for each epoch:
+        every `relabel_every` SAC steps:
+            states of `relabel_tasks` random meta-training tasks -> Relabel(theta', phi_T, pi)
+        SAC steps on batches of 5% D_adapt, 95% relabeled data (policy starts meta-trained)
+        evaluate pi(. | s, phi_T) on the new task
+"""
+import logging
+import os
+from typing import Dict, Optional, Sequence
+
+import gin
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from mier_tf import model as model_lib
+from mier_tf import relabel
+from mier_tf.train import checkpoints
+from mier_tf.train import export
+from mier_tf.train import meta_train as meta_train_lib
+
+_FLAT = lambda batch: {k: v.reshape((-1,) + v.shape[2:]) for k, v in batch.items()}
+
+
+def _episode_return(run, task, context: np.ndarray) -> float:
+  _, returns = run.collector.collect([task], context[None], run.family.max_episode_steps,
+                                     run.greedy_fn)
+  return float(returns[0][0])
+
+
+@gin.configurable
+def adapt_ood(
+    root_dir: str,
+    task_index: int,
+    run: Optional[meta_train_lib.MetaTrainingRun] = None,
+    # Test-time data and model adaptation.
+    adapt_data_steps: int = 400,
+    context_steps: int = 10,
+    fast_steps: int = 2,
+    model_steps: int = 100,
+    model_lr: float = 1e-3,
+    # Relabeling.
+    relabel_mode: str = "policy_actions",
+    relabel_tasks: int = 20,
+    relabel_states: int = 100_000,
+    relabel_every: int = 250,
+    # Policy training.
+    num_epochs: int = 10,
+    steps_per_epoch: int = 1000,
+    updates_per_step: int = 2,
+    batch_size: int = 256,
+    real_fraction: float = 0.05,
+    seed: int = 0,
+) -> Dict[str, float]:
+  """Runs Algorithm 2 on test task `task_index` of the run in `root_dir`.
+
+  Args:
+    root_dir: a meta-training run's directory (its checkpoint is read, never written).
+    task_index: index into the family's test tasks.
+    run: an already built run of root_dir's config (its checkpoint is restored again).
+    adapt_data_steps: transitions collected on the new task with the prior context.
+    context_steps: context gradient steps (N_fast in total).
+    fast_steps: of which this many at the meta-training inner rate, the rest at a tenth.
+    model_steps: whole-model gradient steps after the context steps (0: context only).
+    model_lr: learning rate of the whole-model steps.
+    relabel_mode: "policy_actions" or "reward_only" (see `mier_tf.relabel`).
+    relabel_tasks: meta-training tasks whose states are relabeled.
+    relabel_states: states relabeled each time.
+    relabel_every: SAC steps between relabelings.
+    num_epochs: epochs of policy training.
+    steps_per_epoch: SAC steps per epoch.
+    updates_per_step: SAC updates per step.
+    batch_size: SAC batch size.
+    real_fraction: share of the new task's own data in each batch.
+    seed: seed of relabeling and batch draws.
+
+  Returns:
+    {"mier_wr": return before relabeling, "mier": return after the last epoch,
+     "mier_curve": return after each epoch}.
+  """
+  run = run or meta_train_lib.MetaTrainingRun(root_dir)
+  if not run.checkpointer.restore():
+    raise checkpoints.CheckpointError(
+        f"{os.path.join(root_dir, 'checkpoints')}: no meta-training checkpoint to adapt from")
+  tasks = run.family.test_tasks
+  if not 0 <= task_index < len(tasks):
+    raise ValueError(f"--task={task_index} out of range: {run.family.name} has {len(tasks)} "
+                     f"test tasks (0..{len(tasks) - 1})")
+  task = tasks[task_index]
+  out_dir = os.path.join(root_dir, "adapt", f"task_{task_index}")
+  writer = tf.summary.create_file_writer(out_dir)
+  rng = np.random.default_rng([seed, task_index])
+
+  # Adaptation data on the new task, with the prior context.
+  data, _ = run.collector.collect([task], run._prior_contexts(1), adapt_data_steps,
+                                  run.explore_fn)
+  real = data[0]
+  one_task = {k: v[None] for k, v in real.items()}
+
+  # MIER-wR: the meta-trained inner loop and the meta-trained policy.
+  context_wr = run._adapt(one_task)[0]
+  mier_wr = _episode_return(run, task, context_wr)
+
+  # Continued model identification (on a copy: the meta-trained model is left as it is).
+  adapted_model, context = model_lib.continue_adaptation(
+      run.model, {k: tf.convert_to_tensor(v) for k, v in real.items()},
+      context_steps=context_steps, context_lr=run.inner_lr, fast_steps=fast_steps,
+      model_steps=model_steps, model_lr=model_lr)
+  context = tf.convert_to_tensor(context)
+  with writer.as_default(step=0):
+    tf.summary.scalar("Model/nll_meta_adapted", run.model.nll(one_task, context_wr[None]))
+    tf.summary.scalar("Model/nll_ood_adapted", adapted_model.nll(one_task, context[None]))
+    tf.summary.scalar("Eval/test_return_mier_wr", mier_wr)
+
+  # Policy training on relabeled experience.
+  mix = relabel.MixedBatches(real, real_fraction, batch_size, seed=seed)
+  num_train = len(run.family.train_tasks)
+  per_task = max(1, relabel_states // min(relabel_tasks, num_train))
+  actor = run.agent.policy._actor_network  # pylint: disable=protected-access
+  context_row = context[None]
+  curve = []
+  step = 0
+  with tqdm.tqdm(total=num_epochs * steps_per_epoch, desc=f"adapt task {task_index}",
+                 unit="step", dynamic_ncols=True, leave=False) as bar:
+    for epoch in range(num_epochs):
+      for _ in range(steps_per_epoch):
+        if step % relabel_every == 0:
+          ids = rng.choice(num_train, min(relabel_tasks, num_train), replace=False)
+          states = _FLAT(run.tables.sample(ids, "full", per_task))
+          mix.set_relabeled(relabel.relabel_transitions(
+              adapted_model, actor, context, states, relabel_mode, seed=int(rng.integers(2**30))))
+        for _ in range(updates_per_step):
+          batch = {k: tf.convert_to_tensor(v[None]) for k, v in mix.sample().items()}
+          losses = run.learner.train_tagged(batch, context_row)
+        step += 1
+        bar.update(1)
+      curve.append(_episode_return(run, task, context.numpy()))
+      with writer.as_default(step=epoch + 1):
+        tf.summary.scalar("Eval/test_return_mier", curve[-1])
+        tf.summary.scalar("SAC/critic_loss", losses.critic_loss)
+        tf.summary.scalar("SAC/actor_loss", losses.actor_loss)
+        tf.summary.scalar("SAC/alpha", losses.alpha)
+      bar.set_postfix(mier=f"{curve[-1]:.1f}", mier_wr=f"{mier_wr:.1f}")
+  writer.flush()
+
+  export_dir = os.path.join(out_dir, "export")
+  export.export_policy(run.agent, export_dir)
+  adapted_model.context.assign(context)  # the export's prior context is the task's phi_T
+  export.export_model(adapted_model, export_dir, run.inner_steps, run.inner_lr)
+
+  result = {"mier_wr": mier_wr, "mier": curve[-1] if curve else mier_wr, "mier_curve": curve}
+  results = meta_train_lib.read_results(root_dir)
+  entry = results.setdefault("test_tasks", {}).setdefault(str(task_index), {})
+  entry.update(task=run.family.describe_task(task), **result)
+  meta_train_lib.write_results_file(root_dir, results)
+  logging.info("Test task %d (%s): MIER-wR %.1f, MIER %.1f", task_index,
+               run.family.describe_task(task), result["mier_wr"], result["mier"])
+  return result
+
+
+@gin.configurable
+def adapt_all_test_tasks(root_dir: str, task_indices: Optional[Sequence[int]] = None) -> list:
+  """Runs `adapt_ood` on the chosen test tasks (default all) of the run in root_dir."""
+  run = meta_train_lib.MetaTrainingRun(root_dir)
+  indices = (list(range(len(run.family.test_tasks))) if task_indices is None
+             else list(task_indices))
+  return [adapt_ood(root_dir, i, run=run) for i in indices]
