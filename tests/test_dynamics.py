@@ -125,8 +125,12 @@ def test_predict_and_sample_shapes_broadcasting_and_sample_mean():
   np.testing.assert_array_equal(model.predict(obs, act)[1],
                                 model.predict(obs, act, model.context)[1])
 
-  # Seeds: reproducible when given, fresh when not.
+  # Seeds: reproducible when given (an int, or a stateless [2] seed inside tf.function),
+  # fresh when not.
   np.testing.assert_array_equal(model.sample(obs, act, contexts, seed=3)[1], draw_reward)
+  in_graph = tf.function(lambda seed: model.sample(obs, act, contexts, seed=seed)[1])
+  np.testing.assert_array_equal(in_graph(tf.constant([3, 0])), draw_reward)
+  assert not np.array_equal(in_graph(tf.constant([4, 0])), draw_reward)
   assert not np.array_equal(model.sample(obs, act, contexts)[1],
                             model.sample(obs, act, contexts)[1])
 

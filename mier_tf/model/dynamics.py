@@ -309,19 +309,22 @@ class ContextualDynamicsModel(tf.keras.Model):
     return self._on_rows(self._predict_rows, obs, act, context)
 
   def sample(self, obs: tf.Tensor, act: tf.Tensor, context: Optional[tf.Tensor] = None,
-             seed: Optional[int] = None) -> Tuple[tf.Tensor, tf.Tensor]:
+             seed: Any = None) -> Tuple[tf.Tensor, tf.Tensor]:
     """One draw (next_observation [..., obs_dim], reward [...]) from the model, raw units.
 
     Args:
       obs: [..., obs_dim]. act: [..., act_dim].
       context: [ctx] or [..., ctx] with leading dims a prefix of obs's; None uses
         `self.context`.
-      seed: an int makes the draw reproducible; None draws a fresh seed.
+      seed: None draws a fresh seed; an int, or a stateless seed (an integer tensor of shape
+        [2], usable inside tf.function), makes the draw reproducible.
     """
     if seed is None:
       seed = tf.random.uniform([2], maxval=np.iinfo(np.int32).max, dtype=tf.int32)
-    else:
+    elif isinstance(seed, (int, np.integer)):
       seed = tf.constant([int(seed), 0], dtype=tf.int32)
+    else:
+      seed = tf.ensure_shape(tf.cast(seed, tf.int32), [2])
     return self._on_rows(self._sample_rows, obs, act, context, seed)
 
 

@@ -290,11 +290,15 @@ class ReverbTaskTables(TaskTables):
         raise CheckpointError(f"{file}: missing")
       if _file_digest(file) != digest:
         raise CheckpointError(f"{file}: corrupt (size or CRC-32 differs from {manifest_path})")
+    # Past this point the previous contents are gone: a checkpoint that passed the checks
+    # above but still fails to load leaves the tables empty.
     self._stop_server()
     try:
       self._start_server(fallback_checkpoint=reverb_dir)
     except RuntimeError as e:
-      self._start_server()  # Leave a working, empty server behind.
+      self._start_server()
       raise CheckpointError(f"{reverb_dir}: Reverb cannot load it ({e})") from e
-    if False:
+    if self.sizes().tolist() != manifest["sizes"]:
+      self._stop_server()
+      self._start_server()
       raise CheckpointError(f"{reverb_dir}: loaded table sizes differ from {manifest_path}")

@@ -26,7 +26,10 @@ class _ModelExport(tf.Module):
     act = tf.TensorSpec([None, act_dim], tf.float32, name="action")
     ctx = tf.TensorSpec([None, ctx_dim], tf.float32, name="context")
 
-    @tf.function(input_signature=[obs, act, obs, tf.TensorSpec([None], tf.float32, "reward")])
+    next_obs = tf.TensorSpec([None, obs_dim], tf.float32, name="next_observation")
+    reward = tf.TensorSpec([None], tf.float32, name="reward")
+
+    @tf.function(input_signature=[obs, act, next_obs, reward])
     def adapt(observation, action, next_observation, reward):
       batch = dict(observation=observation, action=action,
                    next_observation=next_observation, reward=reward)

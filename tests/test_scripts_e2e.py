@@ -1,0 +1,191 @@
+"""End to end: the real scripts on gin/smoke.gin, in fresh processes, outputs read back."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mier_tf import plotting
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+
+
+def _run(args, cwd=REPO, check=True):
+  proc = subprocess.run([PY] + args, cwd=cwd, env=ENV, capture_output=True, text=True,
+                        timeout=600)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+  return proc
+
+
+def _train(root, *bindings):
+  args = ["scripts/train.py", "--gin_file=gin/smoke.gin", f"--root_dir={root}"]
+  return _run(args + [f"--gin_bindings={b}" for b in bindings])
+
+
+def _tree_digest(path):
+  digest = hashlib.sha256()
+  for base, dirs, files in sorted(os.walk(path)):
+    dirs.sort()
+    for name in sorted(files):
+      full = os.path.join(base, name)
+      digest.update(os.path.relpath(full, path).encode())
+      with open(full, "rb") as f:
+        digest.update(f.read())
+  return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("smoke") / "run")
+  _train(root)
+  return root
+
+
+def test_train_writes_the_contracted_files(run_dir):
+  for path in ("operative_config.gin", "checkpoints/checkpoint", "eval/results.json",
+               "export/policy/saved_model.pb", "export/collect_policy/saved_model.pb",
+               "export/model/saved_model.pb"):
+    assert os.path.exists(os.path.join(run_dir, path)), path
+  with open(os.path.join(run_dir, "operative_config.gin")) as f:
+    config = f.read()
+  assert "MetaTrainingRun.family = 'cheetah_vel_hard'" in config
+  assert "create_sac_agent.gamma = 0.99" in config  # defaults are recorded too
+
+
+def test_event_files_hold_the_design_tags(run_dir):
+  train = plotting.read_scalars(os.path.join(run_dir, "train"))
+  evals = plotting.read_scalars(os.path.join(run_dir, "eval"))
+  for tag in ("Model/nll_before_adapt", "Model/nll_after_adapt", "Model/meta_loss",
+              "SAC/critic_loss", "SAC/actor_loss", "SAC/alpha", "Perf/env_steps_per_sec",
+              "Perf/train_steps_per_sec"):
+    assert tag in train, tag
+    assert np.all(np.isfinite(train[tag][1])), tag
+  for tag in ("Eval/train_return", "Eval/test_return_mier_wr"):
+    assert tag in evals, tag
+  # smoke: 2 epochs x 3 steps, a summary every step
+  np.testing.assert_array_equal(train["SAC/critic_loss"][0], np.arange(1, 7))
+  assert len(evals["Eval/test_return_mier_wr"][0]) == 2
+  assert np.all(train["SAC/alpha"][1] > 0)
+
+
+def test_results_json_has_every_test_task(run_dir):
+  with open(os.path.join(run_dir, "eval", "results.json")) as f:
+    results = json.load(f)
+  assert results["family"] == "cheetah_vel_hard"
+  assert len(results["test_tasks"]) == 30
+  for entry in results["test_tasks"].values():
+    assert np.isfinite(entry["mier_wr"]) and entry["task"]
+
+
+_LOAD_WITHOUT_MIER = r"""
+import sys, json
+import numpy as np, tensorflow as tf
+import tf_agents
+from tf_agents.trajectories import time_step as ts
+root = sys.argv[1]
+policy = tf.saved_model.load(root + "/export/policy")
+model = tf.saved_model.load(root + "/export/model")
+obs = np.random.default_rng(0).normal(size=(4, 17)).astype(np.float32)
+ctx = model.signatures["prior_context"]()["context"].numpy()
+obs_ctx = np.concatenate([obs, np.tile(ctx, (4, 1))], 1)
+step = ts.TimeStep(tf.ones([4], tf.int32), tf.zeros([4]), tf.ones([4]), tf.constant(obs_ctx))
+action = policy.action(step, ()).action.numpy()
+act = np.random.default_rng(1).uniform(-1, 1, (4, 6)).astype(np.float32)
+pred = model.signatures["predict"](observation=obs, action=act,
+                                   context=np.tile(ctx, (4, 1)))
+adapted = model.signatures["adapt"](observation=obs, action=act, next_observation=obs,
+                                    reward=np.zeros(4, np.float32))["context"].numpy()
+print(json.dumps({"mier_loaded": any(m.startswith("mier_tf") for m in sys.modules),
+                  "action": list(action.shape), "bound": float(np.abs(action).max()),
+                  "next_obs": list(pred["next_observation"].shape),
+                  "reward": list(pred["reward"].shape), "context": list(adapted.shape),
+                  "moved": float(np.abs(adapted - ctx).max())}))
+"""
+
+
+def test_saved_models_load_in_a_fresh_process_without_mier_tf(run_dir, tmp_path):
+  proc = _run(["-c", _LOAD_WITHOUT_MIER, run_dir], cwd=str(tmp_path))
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out["mier_loaded"] is False
+  assert out["action"] == [4, 6] and out["bound"] <= 1.0
+  assert out["next_obs"] == [4, 17] and out["reward"] == [4]
+  assert out["context"] == [5] and out["moved"] > 0  # adapt runs real gradient steps
+
+
+def test_evaluate_script_reports_json(run_dir):
+  proc = _run(["scripts/evaluate.py", f"--export_dir={run_dir}/export",
+               "--family=cheetah_vel_hard", "--split=test", "--tasks=0,3"])
+  report = json.loads(proc.stdout)
+  assert [t["index"] for t in report["tasks"]] == [0, 3]
+  assert all(np.isfinite(t["return"]) for t in report["tasks"])
+  assert report["mean_return"] == pytest.approx(np.mean([t["return"] for t in report["tasks"]]))
+
+
+def test_adapt_then_plot(run_dir):
+  before = _tree_digest(os.path.join(run_dir, "checkpoints"))
+  _run(["scripts/adapt.py", f"--root_dir={run_dir}", "--task=0"])
+  assert _tree_digest(os.path.join(run_dir, "checkpoints")) == before  # never modified
+  task_dir = os.path.join(run_dir, "adapt", "task_0")
+  scalars = plotting.read_scalars(task_dir)
+  assert len(scalars["Eval/test_return_mier"][0]) == 2  # smoke: 2 epochs
+  for name in ("policy", "model"):
+    assert os.path.exists(os.path.join(task_dir, "export", name, "saved_model.pb"))
+  with open(os.path.join(run_dir, "eval", "results.json")) as f:
+    entry = json.load(f)["test_tasks"]["0"]
+  assert np.isfinite(entry["mier"]) and np.isfinite(entry["mier_wr"])
+  proc = _run(["scripts/plot.py", f"--root_dir={run_dir}"])
+  for name in ("learning_curves.png", "training_losses.png", "mier_vs_mier_wr.png"):
+    path = os.path.join(run_dir, "plots", name)
+    assert os.path.getsize(path) > 5000, path
+    with open(path, "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def _counters_and_sizes(root):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from mier_tf import replay  # pylint: disable=import-outside-toplevel
+  reader = tf.train.load_checkpoint(os.path.join(root, "checkpoints"))
+  names = {n.split("/")[0]: n for n in reader.get_variable_to_shape_map()}
+  counters = {k: int(reader.get_tensor(names[k])) for k in ("epoch", "env_steps", "train_step")}
+  latest = tf.train.latest_checkpoint(os.path.join(root, "checkpoints"))
+  number = latest.rsplit("-", 1)[1]
+  tables = replay.InProcessTaskTables(100, 17, 6)
+  tables.restore(os.path.join(root, "checkpoints", f"replay_{number}"))
+  return counters, tables.sizes()
+
+
+def test_resume_matches_an_uninterrupted_run(run_dir, tmp_path):
+  root = str(tmp_path / "resumed")
+  _train(root, "meta_train.num_epochs=1", "train_and_adapt.adapt_test_tasks=False")
+  first, _ = _counters_and_sizes(root)
+  assert first["epoch"] == 1
+  _train(root)  # the same command again: continues at epoch 1
+  counters, sizes = _counters_and_sizes(root)
+  expected_counters, expected_sizes = _counters_and_sizes(run_dir)
+  assert counters == expected_counters
+  np.testing.assert_array_equal(sizes, expected_sizes)
+  assert counters["train_step"] == 6 and counters["epoch"] == 2
+
+
+def test_bad_input_gets_one_line_and_a_nonzero_exit(run_dir, tmp_path):
+  cases = [
+      (["scripts/train.py", "--gin_file=gin/nope.gin"], "gin file not found: gin/nope.gin"),
+      (["scripts/train.py", "--gin_file=gin/smoke.gin", f"--root_dir={tmp_path}/a",
+        "--gin_bindings=MetaTrainingRun.family='cheetah_fly'"], "cheetah_vel_hard"),
+      (["scripts/train.py", "--gin_file=gin/smoke.gin", f"--root_dir={run_dir}",
+        "--gin_bindings=MetaTrainingRun.family='ant_negjoints'"], "another configuration"),
+      (["scripts/evaluate.py", f"--export_dir={tmp_path}", "--family=cheetah_vel_hard"],
+       "no SavedModel"),
+      (["scripts/adapt.py", f"--root_dir={run_dir}", "--task=99"], "out of range"),
+  ]
+  for args, expected in cases:
+    proc = _run(args, check=False)
+    assert proc.returncode != 0, args
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and expected in lines[0], (args, proc.stderr[-2000:])
