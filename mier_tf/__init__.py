@@ -26,3 +26,7 @@ def _import_gym_quietly() -> None:
 
 
 _import_gym_quietly()
+
+# AutoGraph compiles tf_agents code that compares with `is ()`; Python 3.8+ warns about it.
+import warnings as _warnings  # pylint: disable=g-import-not-at-top,wrong-import-position
+_warnings.filterwarnings("ignore", category=SyntaxWarning)

@@ -66,7 +66,15 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str],
 
 @contextlib.contextmanager
 def one_line_errors() -> Iterator[None]:
-  """Turns the errors a user can cause into one line on stderr and exit status 2."""
+  """Turns the errors a user can cause into one line on stderr and exit status 2.
+
+  Also keeps TensorFlow's own INFO/WARNING chatter (SavedModel internals) out of the log.
+  """
+  logging.getLogger("tensorflow").setLevel(logging.ERROR)
+  from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+  absl_logging.set_verbosity(absl_logging.ERROR)  # TF's SavedModel code logs through absl
+  logging.getLogger().setLevel(logging.INFO)  # ...while our own progress lines stay visible
+  logging.getLogger("absl").setLevel(logging.ERROR)
   from mier_tf.train import checkpoints, meta_train  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   known = (UsageError, checkpoints.CheckpointError, meta_train.ConfigMismatchError,

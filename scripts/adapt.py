@@ -25,9 +25,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  import logging  # pylint: disable=g-import-not-at-top
-  from mier_tf.train import adapt_ood  # pylint: disable=g-import-not-at-top
-  logging.getLogger().setLevel(logging.INFO)
+  from mier_tf.train import adapt_ood, driver  # noqa: F401  pylint: disable=g-import-not-at-top
   with cli.one_line_errors():
     config = os.path.join(FLAGS.root_dir, "operative_config.gin")
     if not os.path.isfile(config):

@@ -384,6 +384,8 @@ def test_reverb_external_server(tmp_path):
       ReverbTaskTables(3, OBS, ACT, 50, 100, address=f"localhost:{server.port}")
     with pytest.raises(ValueError, match=r"1 configured differently.*task000_full"):
       wrong = ReverbTaskTables(1, OBS, ACT, 50, 99, address=f"localhost:{server.port}")
+    with pytest.raises(ConnectionError, match="localhost:1 did not answer"):
+      ReverbTaskTables(1, OBS, ACT, address="localhost:1", timeout_s=1)
   finally:
     for t in (tables, wrong):
       if t is not None:

@@ -18,6 +18,16 @@ up to two batches ahead, so samples can lag other writers by that much; `add` th
 object closes the affected iterators, so what it added (and evicted) is visible to the next
 `sample`. Sampling randomness is the server's own: `seed` has no effect and a restore does
 not reproduce later samples exactly (the in-process backend does).
+
+Checkpoints: `save` has the server write a Reverb checkpoint (`client.checkpoint()`), moves
+it into the save folder and records each file's size and CRC-32 in the manifest. Reverb
+loads a checkpoint only when a server starts, so `restore` stops the local server and
+starts a new one (on a new port: read `address` again) whose DefaultCheckpointer has the
+saved checkpoint as its fallback path. The sizes and CRCs are checked first because Reverb
+silently starts empty from a missing or incomplete checkpoint and reports a corrupt one
+without naming the file. An external server cannot be restarted from here: `save` records
+the path of the checkpoint it wrote (on the server's machine) and `restore` says how to
+restart that server from it.
 """
 import collections
 import logging
@@ -281,8 +291,7 @@ class ReverbTaskTables(TaskTables):
     if not isinstance(files, dict) or "DONE" not in files or "sizes" not in manifest:
       raise CheckpointError(f"{manifest_path}: corrupt (no Reverb file list and sizes; "
                             "was it written by an external server?)")
-    # Reverb silently starts empty from a missing or incomplete checkpoint and reports a
-    # corrupt one without naming the file, so every file is checked against the manifest.
+    # Reverb would silently start empty or fail without naming the file: check them first.
     reverb_dir = os.path.join(path, _REVERB_DIR)
     for name, digest in sorted(files.items()):
       file = os.path.join(reverb_dir, name)

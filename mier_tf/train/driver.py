@@ -36,7 +36,6 @@ def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> None:
     adapt_test_tasks: after meta-training, run out-of-distribution adaptation (MIER,
       Algorithm 2) on every test task and add its returns to eval/results.json.
   """
-  logging.getLogger().setLevel(logging.INFO)
   run = meta_train_lib.meta_train(root_dir, on_start=write_operative_config)
   results = meta_train_lib.write_results(run)
   if adapt_test_tasks:

@@ -7,6 +7,7 @@ has the signatures `adapt`, `predict`, `sample` and `prior_context`, and loads w
 """
 import os
 import shutil
+import warnings
 
 import tensorflow as tf
 from tf_agents.policies import greedy_policy
@@ -68,6 +69,9 @@ def _replace_dir(write, path: str) -> None:
 
 def export_policy(agent, export_dir: str) -> None:
   """Writes `export_dir/policy` (greedy) and `export_dir/collect_policy` (stochastic)."""
+  # TF warns that loading needs the distribution specs registered: importing tf_agents
+  # does that, as the README says.
+  warnings.filterwarnings("ignore", message="Encoding a StructuredValue")
   for name, policy in (("policy", greedy_policy.GreedyPolicy(agent.policy)),
                        ("collect_policy", agent.collect_policy)):
     saver = policy_saver.PolicySaver(policy, batch_size=None)
