@@ -64,7 +64,8 @@ def evaluate_export(export_dir: str, family_name: str, split: str = "test",
                        f"{split} tasks")
   prior = model.signatures["prior_context"]()["context"].numpy()
   obs_dim = family.observation_dim
-  expected = policy.time_step_spec.observation.shape[-1]
+  inputs = policy.signatures["action"].structured_input_signature[1]
+  expected = next(v.shape[-1] for k, v in inputs.items() if k.endswith("observation"))
   if expected != obs_dim + prior.shape[-1]:
     raise ValueError(f"{export_dir} was exported for observations of size "
                      f"{expected - prior.shape[-1]}, but {family_name} has {obs_dim}")
