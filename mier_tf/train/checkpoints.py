@@ -80,7 +80,7 @@ class RunCheckpointer:
     number = self._number(latest)
     try:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
+    except Exception as e:  # pylint: disable=broad-except  (TF raises IndexError, OpError...)
       raise CheckpointError(f"{latest}: cannot be restored ({type(e).__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else ''})") from e
     driver = os.path.join(self.directory, f"driver_{number}.json")

@@ -1,0 +1,104 @@
+"""Run checkpoints: whole after a crash at any write, errors that name the file at fault."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mier_tf import replay
+from mier_tf.train import checkpoints
+
+
+def _rows(n, value):
+  return dict(observation=np.full((n, 3), value, np.float32), action=np.zeros((n, 2), np.float32),
+              reward=np.full(n, value, np.float32),
+              next_observation=np.zeros((n, 3), np.float32), discount=np.ones(n, np.float32))
+
+
+def _make(directory):
+  tables = replay.InProcessTaskTables(2, 3, 2)
+  weight = tf.Variable(np.zeros(4, np.float32))
+  step = tf.Variable(0, dtype=tf.int64)
+  ckpt = checkpoints.RunCheckpointer(directory, tables, weight=weight, step=step)
+  return ckpt, tables, weight, step
+
+
+def test_save_and_restore_everything(tmp_path):
+  ckpt, tables, weight, step = _make(str(tmp_path))
+  tables.add(0, ("adapt", "full"), _rows(5, 1.0))
+  weight.assign([1, 2, 3, 4])
+  step.assign(7)
+  rng = np.random.default_rng(3)
+  rng.integers(10, size=5)
+  ckpt.save(rng, collector_state=[{"x": 1}])
+  expected_draw = rng.integers(1000, size=4)
+
+  fresh, fresh_tables, fresh_weight, fresh_step = _make(str(tmp_path))
+  assert fresh.restore()
+  np.testing.assert_array_equal(fresh_weight.numpy(), [1, 2, 3, 4])
+  assert int(fresh_step.numpy()) == 7
+  np.testing.assert_array_equal(fresh_tables.sizes(), [[5, 5], [0, 0]])
+  np.testing.assert_array_equal(fresh.restored_rng.integers(1000, size=4), expected_draw)
+  assert fresh.restored_collector_state == [{"x": 1}]
+
+
+def test_nothing_to_restore_in_an_empty_directory(tmp_path):
+  ckpt, *_ = _make(str(tmp_path / "new"))
+  assert ckpt.restore() is False
+
+
+@pytest.mark.parametrize("stage", ["tables", "tf"])
+def test_a_crash_during_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch, stage):
+  ckpt, tables, weight, step = _make(str(tmp_path))
+  tables.add(1, "full", _rows(3, 2.0))
+  weight.assign([1, 1, 1, 1])
+  ckpt.save(np.random.default_rng(0))
+
+  tables.add(1, "full", _rows(4, 5.0))
+  weight.assign([9, 9, 9, 9])
+
+  def crash(*args, **kwargs):
+    raise KeyboardInterrupt("killed")
+
+  target = (tables, "save") if stage == "tables" else (ckpt.manager, "save")
+  monkeypatch.setattr(*target, crash)
+  with pytest.raises(KeyboardInterrupt):
+    ckpt.save(np.random.default_rng(0))
+  monkeypatch.undo()
+
+  fresh, fresh_tables, fresh_weight, _ = _make(str(tmp_path))
+  assert fresh.restore()
+  np.testing.assert_array_equal(fresh_weight.numpy(), [1, 1, 1, 1])
+  np.testing.assert_array_equal(fresh_tables.sizes(), [[0, 0], [0, 3]])
+  # and the next save goes through and prunes what the crash left behind
+  ckpt.save(np.random.default_rng(0))
+  names = os.listdir(tmp_path)
+  assert sum(n.startswith("replay_") for n in names) <= 2
+
+
+def test_old_checkpoints_are_pruned(tmp_path):
+  ckpt, *_ = _make(str(tmp_path))
+  for _ in range(4):
+    ckpt.save(np.random.default_rng(0))
+  names = sorted(os.listdir(tmp_path))
+  assert [n for n in names if n.startswith("replay_")] == ["replay_3", "replay_4"]
+  assert [n for n in names if n.startswith("driver_")] == ["driver_3.json", "driver_4.json"]
+
+
+def test_corrupt_parts_are_named(tmp_path):
+  ckpt, *_ = _make(str(tmp_path))
+  ckpt.save(np.random.default_rng(0))
+  with open(tmp_path / "driver_1.json", "w") as f:
+    f.write("{not json")
+  with pytest.raises(checkpoints.CheckpointError, match="driver_1.json"):
+    _make(str(tmp_path))[0].restore()
+  os.remove(tmp_path / "driver_1.json")
+  with pytest.raises(checkpoints.CheckpointError, match="driver_1.json"):
+    _make(str(tmp_path))[0].restore()
+
+  ckpt.save(np.random.default_rng(0))
+  data = [n for n in os.listdir(tmp_path) if n.startswith("ckpt-2.data")][0]
+  with open(tmp_path / data, "wb") as f:
+    f.write(b"garbage")
+  with pytest.raises(checkpoints.CheckpointError, match="ckpt-2"):
+    _make(str(tmp_path))[0].restore()

@@ -1,0 +1,107 @@
+"""Experience relabeling: rows carry the adapted model's predictions; the batch mix."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mier_tf import relabel
+from mier_tf.agents import sac
+from mier_tf.model import ContextualDynamicsModel
+
+OBS, ACT, CTX = 3, 2, 2
+
+
+def _hand_set_model(delta_and_reward):
+  """A model whose mean output is the constant `delta_and_reward`, with ~zero variance."""
+  model = ContextualDynamicsModel(OBS, ACT, context_dim=CTX, hidden_sizes=(8,))
+  out_kernel, out_bias = model.variables[2], model.variables[3]
+  out_kernel.assign(tf.zeros_like(out_kernel))
+  out_bias.assign(np.concatenate([delta_and_reward, np.full(OBS + 1, -60.0)]))
+  model.min_logvar.assign(tf.fill(model.min_logvar.shape, -60.0))
+  return model
+
+
+@pytest.fixture(scope="module")
+def actor():
+  agent = sac.create_sac_agent(OBS, ACT, CTX, actor_fc_layers=(16,), critic_fc_layers=(16,))
+  return agent.policy._actor_network  # pylint: disable=protected-access
+
+
+def _stored(n=50, seed=0):
+  rng = np.random.default_rng(seed)
+  return dict(observation=rng.normal(size=(n, OBS)).astype(np.float32),
+              action=rng.uniform(-1, 1, (n, ACT)).astype(np.float32),
+              reward=rng.normal(size=n).astype(np.float32),
+              next_observation=rng.normal(size=(n, OBS)).astype(np.float32),
+              discount=(rng.uniform(size=n) > 0.2).astype(np.float32))
+
+
+def test_policy_action_relabeling_uses_the_models_predictions(actor):
+  target = np.array([0.5, -1.0, 2.0, 3.25], np.float32)  # delta s (3) and reward
+  model = _hand_set_model(target)
+  stored = _stored()
+  out = relabel.relabel_transitions(model, actor, np.array([0.3, -0.7], np.float32), stored)
+  np.testing.assert_array_equal(out["observation"], stored["observation"])
+  np.testing.assert_allclose(out["next_observation"], stored["observation"] + target[:OBS],
+                             atol=1e-5)
+  np.testing.assert_allclose(out["reward"], np.full(50, 3.25), atol=1e-5)
+  assert np.all(np.abs(out["action"]) <= 1.0)
+  assert not np.allclose(out["action"], stored["action"])  # new actions from the policy
+  np.testing.assert_array_equal(out["discount"], np.ones(50))
+
+
+def test_the_adapted_context_reaches_policy_and_model(actor):
+  model = ContextualDynamicsModel(OBS, ACT, context_dim=CTX, hidden_sizes=(8,))
+  model.min_logvar.assign(tf.fill(model.min_logvar.shape, -60.0))
+  model.max_logvar.assign(tf.fill(model.max_logvar.shape, -59.0))
+  stored = _stored()
+  a = relabel.relabel_transitions(model, actor, np.array([1.0, 0.0], np.float32), stored, seed=3)
+  b = relabel.relabel_transitions(model, actor, np.array([1.0, 0.0], np.float32), stored, seed=3)
+  c = relabel.relabel_transitions(model, actor, np.array([-2.0, 4.0], np.float32), stored, seed=3)
+  np.testing.assert_array_equal(a["action"], b["action"])  # seeded
+  assert not np.allclose(a["action"], c["action"])
+  expected, _ = model.predict(a["observation"], a["action"], np.tile([1.0, 0.0], (50, 1)))
+  np.testing.assert_allclose(a["next_observation"], expected.numpy(), atol=1e-5)
+
+
+def test_reward_only_relabeling_keeps_stored_actions_and_next_states(actor):
+  model = _hand_set_model(np.array([9.0, 9.0, 9.0, -4.5], np.float32))
+  stored = _stored()
+  out = relabel.relabel_transitions(model, actor, np.zeros(CTX, np.float32), stored,
+                                    mode="reward_only")
+  for key in ("observation", "action", "next_observation", "discount"):
+    np.testing.assert_array_equal(out[key], stored[key])
+  np.testing.assert_allclose(out["reward"], np.full(50, -4.5), atol=1e-5)
+
+
+def test_rows_with_non_finite_predictions_are_dropped(actor):
+  model = _hand_set_model(np.array([0.0, 0.0, 0.0, 1.0], np.float32))
+  stored = _stored()
+  stored["observation"][[4, 17]] = np.nan
+  out = relabel.relabel_transitions(model, actor, np.zeros(CTX, np.float32), stored,
+                                    mode="reward_only", chunk=16)  # several chunks
+  assert out["reward"].shape == (48,)
+  assert np.all(np.isfinite(out["observation"]))
+
+
+def test_unknown_mode_names_the_valid_ones(actor):
+  with pytest.raises(ValueError, match="policy_actions, reward_only"):
+    relabel.relabel_transitions(None, actor, np.zeros(CTX), _stored(), mode="magic")
+
+
+@pytest.mark.parametrize("fraction,batch,real_rows", [(0.05, 256, 13), (0.5, 10, 5), (0.0, 8, 0)])
+def test_mixed_batches_hold_the_configured_share_of_real_data(fraction, batch, real_rows):
+  real = {k: np.ones((30,) + v.shape[1:], np.float32) for k, v in _stored(30).items()}
+  fake = {k: np.zeros((500,) + v.shape[1:], np.float32) for k, v in _stored(500).items()}
+  mix = relabel.MixedBatches(real, real_fraction=fraction, batch_size=batch, seed=0)
+  mix.set_relabeled(fake)
+  for _ in range(20):
+    sample = mix.sample()
+    assert sample["reward"].shape == (batch,)
+    assert int(sample["reward"].sum()) == real_rows
+    assert sample["observation"].shape == (batch, OBS)
+
+
+def test_empty_relabeling_is_an_error():
+  mix = relabel.MixedBatches(_stored(5))
+  with pytest.raises(FloatingPointError, match="no finite rows"):
+    mix.set_relabeled({k: v[:0] for k, v in _stored(5).items()})
