@@ -189,3 +189,26 @@ def test_bad_input_gets_one_line_and_a_nonzero_exit(run_dir, tmp_path):
     assert proc.returncode != 0, args
     lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
     assert len(lines) == 1 and expected in lines[0], (args, proc.stderr[-2000:])
+
+
+def test_reverb_backend_trains_checkpoints_and_resumes(tmp_path):
+  """The Reverb backend end to end (cheetah_dir: 2 training tasks, so few samplers)."""
+  root = str(tmp_path / "reverb")
+  bindings = ["make_task_tables.backend='reverb'", "MetaTrainingRun.family='cheetah_dir'",
+              "meta_train.export_at_end=False"]
+  _train(root, *bindings, "meta_train.num_epochs=1")
+  _train(root, *bindings)
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from mier_tf import replay  # pylint: disable=import-outside-toplevel
+  reader = tf.train.load_checkpoint(os.path.join(root, "checkpoints"))
+  names = {n.split("/")[0]: n for n in reader.get_variable_to_shape_map()}
+  counters = {k: int(reader.get_tensor(names[k])) for k in ("epoch", "env_steps", "train_step")}
+  # initial 2 tasks x 20 prior steps; each epoch 2 tasks x (20 prior + 20 posterior)
+  assert counters == {"epoch": 2, "env_steps": 2 * 20 + 2 * 2 * 40, "train_step": 6}
+  number = tf.train.latest_checkpoint(os.path.join(root, "checkpoints")).rsplit("-", 1)[1]
+  tables = replay.make_task_tables("reverb", num_tasks=2, observation_dim=17, action_dim=6)
+  try:
+    tables.restore(os.path.join(root, "checkpoints", f"replay_{number}"))
+    np.testing.assert_array_equal(tables.sizes(), [[60, 100], [60, 100]])
+  finally:
+    tables.close()

@@ -102,7 +102,7 @@ class MetaTrainingRun:
     self.rng = np.random.default_rng(seed)
     tf.random.set_seed(seed)
     self.num_initial_rounds = num_initial_rounds
-    self.tasks_per_epoch = tasks_per_epoch
+    self.tasks_per_epoch = min(tasks_per_epoch, len(self.family.train_tasks))
     self.prior_steps, self.posterior_steps = prior_steps, posterior_steps
     self.train_steps_per_epoch = train_steps_per_epoch
     self.meta_batch_size = min(meta_batch_size, len(self.family.train_tasks))
