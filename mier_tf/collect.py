@@ -58,7 +58,8 @@ class MultiTaskCollector:
       tasks: task parameters (from `family.train_tasks` or `family.test_tasks`).
       contexts: [len(tasks), context_dim] context given to the policy for each task.
       num_steps: transitions to collect per task.
-      action_fn: maps context-augmented observations [B, obs + context] to actions [B, act].
+      action_fn: maps context-augmented observations [B, obs + context] to actions [B, act];
+        if it has a `refresh()` method (a `NumpyActor`), that is called first.
 
     Returns:
       (transitions, returns): per task a dict of arrays [num_steps, ...] with keys
@@ -67,6 +68,8 @@ class MultiTaskCollector:
     """
     if len(tasks) > self._num_slots:
       raise ValueError(f"{len(tasks)} tasks given but the collector has {self._num_slots} slots")
+    if hasattr(action_fn, "refresh"):
+      action_fn.refresh()
     k = len(tasks)
     contexts = np.asarray(contexts, np.float32).reshape(k, -1)
     envs = [self._env(i, task) for i, task in enumerate(tasks)]

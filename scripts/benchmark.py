@@ -147,8 +147,8 @@ def step_envs_randomly(envs: Sequence, steps: int, rng: np.random.Generator) -> 
 def bench_collection() -> List[Row]:
   """Env steps/s of batched collection with the SAC policy vs MuJoCo alone and vs PyDriver.
 
-  10 tasks in lock-step (`MultiTaskCollector` + `policy_action_fn`, one policy call per step
-  for all 10); the same 10 envs stepped with random actions and no policy; and TF-Agents'
+  10 tasks in lock-step (`MultiTaskCollector` + the driver's `NumpyActor`, one policy call
+  per step for all 10); the same 10 envs stepped with random actions and no policy; and TF-Agents'
   PyDriver with a PyTFEagerPolicy over the same agent's collect policy, on one env whose
   observation carries a fixed context (a small PyEnvironment wrapper).
   """
@@ -194,7 +194,7 @@ def bench_collection() -> List[Row]:
     family = envs.get_task_family(name)
     tasks = list(family.train_tasks[:num_tasks])
     agent = sac.create_sac_agent(family.observation_dim, family.action_dim, CTX)
-    action_fn = sac.policy_action_fn(agent.collect_policy, seed=0)
+    action_fn = sac.NumpyActor(agent.policy._actor_network, agent.action_spec, seed=0)  # pylint: disable=protected-access
     rng = np.random.default_rng(0)
     contexts = rng.normal(size=(num_tasks, CTX)).astype(np.float32)
     collector = MultiTaskCollector(family, num_tasks, seed=0)

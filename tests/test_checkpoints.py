@@ -30,7 +30,7 @@ def test_save_and_restore_everything(tmp_path):
   step.assign(7)
   rng = np.random.default_rng(3)
   rng.integers(10, size=5)
-  ckpt.save(rng, collector_state=[{"x": 1}])
+  ckpt.save(rng, extra_state={"x": [1]})
   expected_draw = rng.integers(1000, size=4)
 
   fresh, fresh_tables, fresh_weight, fresh_step = _make(str(tmp_path))
@@ -39,7 +39,7 @@ def test_save_and_restore_everything(tmp_path):
   assert int(fresh_step.numpy()) == 7
   np.testing.assert_array_equal(fresh_tables.sizes(), [[5, 5], [0, 0]])
   np.testing.assert_array_equal(fresh.restored_rng.integers(1000, size=4), expected_draw)
-  assert fresh.restored_collector_state == [{"x": 1}]
+  assert fresh.restored_extra_state == {"x": [1]}
 
 
 def test_nothing_to_restore_in_an_empty_directory(tmp_path):

@@ -97,3 +97,29 @@ def test_action_functions(agent):
   assert not np.allclose(b1, b2)
   again = sac.policy_action_fn(agent.collect_policy, seed=3)
   np.testing.assert_allclose(again(obs), b1, rtol=1e-6)
+
+
+def test_numpy_actor_is_the_tf_policy(agent):
+  """The collection actor computes the same network and distribution as the TF policy."""
+  actor_net = agent.policy._actor_network  # pylint: disable=protected-access
+  rng = np.random.default_rng(4)
+  for v in actor_net.trainable_variables:  # move off the initial weights
+    v.assign(v + rng.normal(scale=0.3, size=v.shape).astype(np.float32))
+  obs = rng.normal(size=(6, OBS + CTX)).astype(np.float32)
+  greedy = sac.NumpyActor(actor_net, agent.action_spec, deterministic=True)
+  np.testing.assert_allclose(greedy(obs), sac.policy_action_fn(agent.policy, True)(obs),
+                             atol=1e-5)
+  # Stochastic: atanh of many draws for one row has the network's mean and std.
+  distribution, _ = actor_net(tf.constant(obs[:1]), step_type=(), network_state=())
+  normal = distribution._distribution  # the Gaussian before the tanh squash  pylint: disable=protected-access
+  explore = sac.NumpyActor(actor_net, agent.action_spec, seed=0)
+  draws = np.arctanh(np.clip(explore(np.repeat(obs[:1], 20000, 0)), -1 + 1e-6, 1 - 1e-6))
+  np.testing.assert_allclose(draws.mean(0), normal.mean().numpy()[0], atol=0.05)
+  np.testing.assert_allclose(draws.std(0), normal.stddev().numpy()[0], rtol=0.05)
+  # refresh() picks up new weights
+  actor_net.trainable_variables[-1].assign_add(tf.ones_like(actor_net.trainable_variables[-1]))
+  before = greedy(obs)
+  greedy.refresh()
+  assert not np.allclose(before, greedy(obs))
+  np.testing.assert_allclose(greedy(obs), sac.policy_action_fn(agent.policy, True)(obs),
+                             atol=1e-5)

@@ -202,12 +202,13 @@ class ReverbTaskTables(TaskTables):
       # Items are checked here (`_pack`), so the writer need not re-validate each one.
       self._writer = self._client.trajectory_writer(num_keep_alive_refs=1,
                                                     validate_items=False)
+    rows_per_flush = max(1, _FLUSH_EVERY // len(names))  # each row makes len(names) items
     for i, row in enumerate(rows):
       self._writer.append(row)
       step = self._writer.history[-1]  # One step, squeezed: items hold a row [row_dim].
       for name in names:
         self._writer.create_item(name, 1.0, step)
-      if (i + 1) % _FLUSH_EVERY == 0:
+      if (i + 1) % rows_per_flush == 0:
         self._writer.flush(block_until_num_items=_FLUSH_EVERY)
     self._writer.flush()
     for key in [k for k in self._iterators if k[0] == task and k[1] in tables]:

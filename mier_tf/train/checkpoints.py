@@ -41,12 +41,12 @@ class RunCheckpointer:
                                               max_to_keep=max_to_keep)
     self._counter = 0
     self.restored_rng: Optional[np.random.Generator] = None
-    self.restored_collector_state: Optional[list] = None
+    self.restored_extra_state: Optional[dict] = None
 
   def _number(self, path: str) -> int:
     return int(re.search(r"ckpt-(\d+)$", path).group(1))
 
-  def save(self, rng: np.random.Generator, collector_state: Optional[list] = None) -> str:
+  def save(self, rng: np.random.Generator, extra_state: Optional[dict] = None) -> str:
     """Writes checkpoint number `last + 1`; returns its path."""
     latest = self.manager.latest_checkpoint
     number = (self._number(latest) if latest else 0) + 1
@@ -54,7 +54,7 @@ class RunCheckpointer:
     self.tables.save(os.path.join(self.directory, f"replay_{number}"))
     driver = os.path.join(self.directory, f"driver_{number}.json")
     with open(driver + ".tmp", "w") as f:
-      json.dump({"rng": rng.bit_generator.state, "collector": collector_state}, f)
+      json.dump({"rng": rng.bit_generator.state, "extra": extra_state}, f)
     os.replace(driver + ".tmp", driver)
     path = self.manager.save(checkpoint_number=number)
     self._prune()
@@ -92,7 +92,7 @@ class RunCheckpointer:
       raise CheckpointError(f"{driver}: missing or corrupt ({e})") from e
     self.restored_rng = np.random.default_rng()
     self.restored_rng.bit_generator.state = state
-    self.restored_collector_state = stored.get("collector")
+    self.restored_extra_state = stored.get("extra")
     self.tables.restore(os.path.join(self.directory, f"replay_{number}"))
     logging.info("Restored %s", latest)
     return True

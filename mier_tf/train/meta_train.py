@@ -120,22 +120,25 @@ class MetaTrainingRun:
     self.model = model_lib.ContextualDynamicsModel(obs_dim, act_dim, context_dim=context_dim)
     self.model_trainer = model_lib.MetaTrainer(self.model, inner_steps=inner_steps,
                                                inner_lr=inner_lr)
+    self._adapt_fn = tf.function(  # compiled once per batch shape (~2.5x faster than eager)
+        lambda batch: model_lib.adapt_context(self.model, batch, inner_steps, inner_lr),
+        reduce_retracing=True)
     self.agent = sac.create_sac_agent(obs_dim, act_dim, context_dim)
     self.learner = sac.ContextSacLearner(self.agent)
     self.tables = replay.make_task_tables(
         num_tasks=len(self.family.train_tasks), observation_dim=obs_dim, action_dim=act_dim,
         seed=seed)
     self.collector = MultiTaskCollector(self.family, collect_slots, seed=seed)
-    self.explore_fn = sac.policy_action_fn(self.agent.collect_policy, seed=seed)
-    self.greedy_fn = sac.policy_action_fn(self.agent.policy, deterministic=True)
+    actor_net = self.agent.policy._actor_network  # pylint: disable=protected-access
+    self.explore_fn = sac.NumpyActor(actor_net, self.agent.action_spec, seed=seed)
+    self.greedy_fn = sac.NumpyActor(actor_net, self.agent.action_spec, deterministic=True)
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
     self.train_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
     self.checkpointer = checkpoints.RunCheckpointer(
         os.path.join(root_dir, "checkpoints"), tables=self.tables,
         model=self.model, model_optimizer=self.model_trainer.optimizer, agent=self.agent,
-        epoch=self.epoch, env_steps=self.env_steps, train_step=self.train_step,
-        explore_generator=self.explore_fn.generator)
+        epoch=self.epoch, env_steps=self.env_steps, train_step=self.train_step)
     self._writers: Dict[str, tf.summary.SummaryWriter] = {}
     self.last_returns: Dict[str, float] = {}
     self.last_results: Optional[Dict[str, np.ndarray]] = None
@@ -155,6 +158,15 @@ class MetaTrainingRun:
   def eval_writer(self) -> tf.summary.SummaryWriter:
     return self._writer("eval")
 
+  def random_state(self) -> dict:
+    """The numpy random states of collection (JSON), saved with every checkpoint."""
+    return {"collector": self.collector.get_state(), "explore": self.explore_fn.get_state()}
+
+  def set_random_state(self, state: Optional[dict]) -> None:
+    if state:
+      self.collector.set_state(state["collector"])
+      self.explore_fn.set_state(state["explore"])
+
   # --- Collection -------------------------------------------------------------------------
 
   def _prior_contexts(self, n: int) -> np.ndarray:
@@ -162,7 +174,7 @@ class MetaTrainingRun:
 
   def _adapt(self, batch: Dict[str, np.ndarray]) -> np.ndarray:
     batch = {key: tf.convert_to_tensor(value) for key, value in batch.items()}
-    return model_lib.adapt_context(self.model, batch, self.inner_steps, self.inner_lr).numpy()
+    return self._adapt_fn(batch).numpy()
 
   def _collect_into_tables(self, task_ids, contexts, num_steps, tables) -> list:
     tasks = [self.family.train_tasks[i] for i in task_ids]
@@ -308,11 +320,10 @@ def meta_train(
     start = time.perf_counter()
     run.collect_initial()
     _log_env_rate(run, int(run.env_steps.numpy()), time.perf_counter() - start)
-    run.checkpointer.save(run.rng, run.collector.get_state())
+    run.checkpointer.save(run.rng, run.random_state())
   else:
     run.rng = run.checkpointer.restored_rng
-    if run.checkpointer.restored_collector_state:
-      run.collector.set_state(run.checkpointer.restored_collector_state)
+    run.set_random_state(run.checkpointer.restored_extra_state)
     logging.info("Resumed %s at epoch %d", root_dir, int(run.epoch.numpy()))
 
   total = num_epochs * run.train_steps_per_epoch
@@ -332,7 +343,7 @@ def meta_train(
         bar.set_postfix(train_return=f"{run.last_returns['train']:.1f}",
                         test_return=f"{run.last_returns['test']:.1f}")
       if epoch % checkpoint_interval == 0 or last:
-        run.checkpointer.save(run.rng, run.collector.get_state())
+        run.checkpointer.save(run.rng, run.random_state())
   run.train_writer.flush()
   run.eval_writer.flush()
   if export_at_end:
