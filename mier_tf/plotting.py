@@ -14,7 +14,8 @@ def read_scalars(logdir: str) -> Dict[str, Series]:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   points: Dict[str, Dict[int, float]] = {}
   for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
-    for event in tf.compat.v1.train.summary_iterator(path):
+    for record in tf.data.TFRecordDataset(path):
+      event = tf.compat.v1.Event.FromString(record.numpy())
       for value in event.summary.value:
         if value.HasField("simple_value"):
           number = value.simple_value
