@@ -84,7 +84,9 @@ def one_line_errors() -> Iterator[None]:
   except tf.errors.InvalidArgumentError as e:
     if "not finite" not in e.message and "NaN" not in e.message:
       raise
-    print(f"error: training diverged: {e.message.splitlines()[0]}", file=sys.stderr)
+    detail = next((line.strip() for line in e.message.splitlines()
+                   if "not finite" in line or "NaN" in line), e.message.splitlines()[0])
+    print(f"error: training diverged: {detail}", file=sys.stderr)
     sys.exit(3)
   except known as e:
     if os.environ.get("MIER_DEBUG"):

@@ -183,6 +183,8 @@ def test_bad_input_gets_one_line_and_a_nonzero_exit(run_dir, tmp_path):
       (["scripts/evaluate.py", f"--export_dir={tmp_path}", "--family=cheetah_vel_hard"],
        "no SavedModel"),
       (["scripts/adapt.py", f"--root_dir={run_dir}", "--task=99"], "out of range"),
+      (["scripts/train.py", "--gin_file=gin/smoke.gin", f"--root_dir={tmp_path}/nan",
+        "--gin_bindings=MetaTrainingRun.inner_lr=1e30"], "diverged: MetaTrainer"),
   ]
   for args, expected in cases:
     proc = _run(args, check=False)

@@ -216,7 +216,7 @@ class MetaTrainingRun:
   def train_epoch(self, progress: Optional[tqdm.tqdm] = None) -> None:
     """`train_steps_per_epoch` x (one model meta-step + one SAC step) on meta-batches."""
     num_tasks = len(self.family.train_tasks)
-    env_steps_before, start = int(self.env_steps.numpy()), time.perf_counter()
+    start = time.perf_counter()
     for _ in range(self.train_steps_per_epoch):
       ids = self.rng.choice(num_tasks, self.meta_batch_size, replace=False)
       adapt_batch = self.tables.sample(ids, "adapt", self.adapt_batch_size)
@@ -234,7 +234,6 @@ class MetaTrainingRun:
     elapsed = time.perf_counter() - start
     with self.train_writer.as_default(step=int(self.train_step.numpy())):
       tf.summary.scalar("Perf/train_steps_per_sec", self.train_steps_per_epoch / elapsed)
-    del env_steps_before
 
   def _write_train_summaries(self, step, model_info, sac_info) -> None:
     with self.train_writer.as_default(step=step):
