@@ -106,3 +106,13 @@ class MultiTaskCollector:
     for env in self._envs:
       env.close()
     self._envs = []
+
+
+def stack_tasks(per_task: Sequence[Transitions]) -> Transitions:
+  """Per-task dicts of [n, ...] arrays -> one dict of [tasks, n, ...] arrays."""
+  return {key: np.stack([d[key] for d in per_task]) for key in per_task[0]}
+
+
+def flatten_tasks(batch: Transitions) -> Transitions:
+  """A dict of [tasks, n, ...] arrays -> a dict of [tasks * n, ...] arrays."""
+  return {key: value.reshape((-1,) + value.shape[2:]) for key, value in batch.items()}

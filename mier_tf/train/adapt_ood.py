@@ -22,11 +22,11 @@ import tqdm
 
 from mier_tf import model as model_lib
 from mier_tf import relabel
+from mier_tf.collect import flatten_tasks
 from mier_tf.train import checkpoints
 from mier_tf.train import export
 from mier_tf.train import meta_train as meta_train_lib
 
-_FLAT = lambda batch: {k: v.reshape((-1,) + v.shape[2:]) for k, v in batch.items()}
 
 
 def _episode_return(run, task, context: np.ndarray) -> float:
@@ -133,7 +133,7 @@ def adapt_ood(
       for _ in range(steps_per_epoch):
         if step % relabel_every == 0:
           ids = rng.choice(num_train, min(relabel_tasks, num_train), replace=False)
-          states = _FLAT(run.tables.sample(ids, "full", per_task))
+          states = flatten_tasks(run.tables.sample(ids, "full", per_task))
           mix.set_relabeled(relabel.relabel_transitions(
               adapted_model, actor, context, states, relabel_mode, seed=int(rng.integers(2**30))))
         for _ in range(updates_per_step):

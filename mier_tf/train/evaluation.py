@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mier_tf.collect import ActionFn, MultiTaskCollector
+from mier_tf.collect import ActionFn, MultiTaskCollector, stack_tasks
 
 AdaptFn = Callable[[dict], np.ndarray]
 
@@ -34,8 +34,7 @@ def evaluate_mier_wr(collector: MultiTaskCollector, tasks: Sequence, prior_conte
     group = list(tasks[start:start + slots])
     prior = np.tile(np.asarray(prior_context, np.float32)[None], (len(group), 1))
     data, _ = collector.collect(group, prior, adapt_steps, explore_fn)
-    batch = {key: np.stack([d[key] for d in data]) for key in data[0]}
-    contexts = np.asarray(adapt_fn(batch), np.float32)
+    contexts = np.asarray(adapt_fn(stack_tasks(data)), np.float32)
     _, episode_returns = collector.collect(
         group, contexts, collector.family.max_episode_steps, greedy_fn)
     returns.extend(r[0] for r in episode_returns)

@@ -31,12 +31,11 @@ from mier_tf import envs
 from mier_tf import model as model_lib
 from mier_tf import replay
 from mier_tf.agents import sac
-from mier_tf.collect import MultiTaskCollector
+from mier_tf.collect import MultiTaskCollector, flatten_tasks, stack_tasks
 from mier_tf.train import checkpoints
 from mier_tf.train import evaluation
 from mier_tf.train import export
 
-_STACK = lambda data: {key: np.stack([d[key] for d in data]) for key in data[0]}
 
 
 class ConfigMismatchError(ValueError):
@@ -201,7 +200,7 @@ class MetaTrainingRun:
       group = ids[start:start + self.collect_slots]
       prior_data = self._collect_into_tables(
           group, self._prior_contexts(len(group)), self.prior_steps, ("adapt", "full"))
-      contexts = self._adapt(_STACK(prior_data))
+      contexts = self._adapt(stack_tasks(prior_data))
       if self.posterior_steps:
         self._collect_into_tables(group, contexts, self.posterior_steps, "full")
 
@@ -211,7 +210,7 @@ class MetaTrainingRun:
     """Input/target statistics of the model from the full tables (training data only)."""
     ids = np.arange(len(self.family.train_tasks))
     batch = self.tables.sample(ids, "full", self.normalizer_rows)
-    self.model.update_normalizer({k: v.reshape((-1,) + v.shape[2:]) for k, v in batch.items()})
+    self.model.update_normalizer(flatten_tasks(batch))
 
   def train_epoch(self, progress: Optional[tqdm.tqdm] = None) -> None:
     """`train_steps_per_epoch` x (one model meta-step + one SAC step) on meta-batches."""
