@@ -86,12 +86,12 @@ def one_line_errors() -> Iterator[None]:
       raise
     detail = next((line.strip() for line in e.message.splitlines()
                    if "not finite" in line or "NaN" in line), e.message.splitlines()[0])
-    print(f"error: training diverged: {detail}", file=sys.stderr)
+    sys.stderr.write(f"error: training diverged: {detail}\n")
     sys.exit(3)
   except known as e:
     if os.environ.get("MIER_DEBUG"):
       raise
     message = " ".join(str(e).split()) or type(e).__name__
     logging.debug("full error", exc_info=True)
-    print(f"error: {message}", file=sys.stderr)
+    sys.stderr.write(f"error: {message}\n")
     sys.exit(2)

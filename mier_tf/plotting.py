@@ -46,6 +46,12 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
   label = f"{len(root_dirs)} run{'s' if len(root_dirs) > 1 else ''}"
   written = []
 
+  def save(fig, name):
+    fig.tight_layout()
+    written.append(os.path.join(out_dir, name))
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+
   def band(ax, series, name):
     series = [s for s in series if s is not None and len(s[0])]
     if not series:
@@ -62,10 +68,7 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
   ax.set_ylabel("average return")
   ax.set_title(f"Meta-training ({label}; mean and std)")
   ax.legend()
-  fig.tight_layout()
-  written.append(os.path.join(out_dir, "learning_curves.png"))
-  fig.savefig(written[-1], dpi=100)
-  plt.close(fig)
+  save(fig, "learning_curves.png")
 
   tags = ["Model/nll_before_adapt", "Model/nll_after_adapt", "SAC/critic_loss", "SAC/alpha"]
   fig, axes = plt.subplots(1, len(tags), figsize=(4 * len(tags), 3.2))
@@ -73,10 +76,7 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
     band(ax, [t.get(tag) for t in trains], tag)
     ax.set_title(tag)
     ax.set_xlabel("training step")
-  fig.tight_layout()
-  written.append(os.path.join(out_dir, "training_losses.png"))
-  fig.savefig(written[-1], dpi=100)
-  plt.close(fig)
+  save(fig, "training_losses.png")
 
   results = []
   for d in root_dirs:
@@ -99,8 +99,5 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
     ax.set_ylabel("return")
     ax.set_title(f"Out-of-distribution test tasks ({label})")
     ax.legend()
-    fig.tight_layout()
-    written.append(os.path.join(out_dir, "mier_vs_mier_wr.png"))
-    fig.savefig(written[-1], dpi=100)
-    plt.close(fig)
+    save(fig, "mier_vs_mier_wr.png")
   return written
