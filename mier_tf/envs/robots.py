@@ -77,6 +77,16 @@ def _describe_mask(mask: Any) -> str:
   return f"negated={negated}"
 
 
+class _TaskEnvMixin:
+  """What every task env of a robot shares: `set_task`, and actions reaching the physics."""
+
+  def set_task(self, task: Any) -> None:
+    raise NotImplementedError
+
+  def _physics_action(self, action: np.ndarray) -> np.ndarray:
+    return action
+
+
 class _MaskedActionMixin:
   """Negated-joint tasks: the policy's action a reaches the actuators as m * a."""
 
@@ -86,7 +96,7 @@ class _MaskedActionMixin:
     return action if self._mask is None else self._mask * action
 
 
-class _HalfCheetahTaskEnv(HalfCheetahEnv):
+class _HalfCheetahTaskEnv(_TaskEnvMixin, HalfCheetahEnv):
   """HalfCheetah-v5 physics and observation (17 numbers); the reward is the task's."""
 
   def __init__(self, task: Any, **kwargs: Any):
@@ -94,12 +104,6 @@ class _HalfCheetahTaskEnv(HalfCheetahEnv):
         reset_noise_scale=0.1, exclude_current_positions_from_observation=True, **kwargs)
     utils.EzPickle.__init__(self, task, **kwargs)
     self.set_task(task)
-
-  def set_task(self, task: Any) -> None:
-    raise NotImplementedError
-
-  def _physics_action(self, action: np.ndarray) -> np.ndarray:
-    return action
 
   def _task_reward(self, x_velocity: float, action: np.ndarray) -> Tuple[float, float]:
     """Returns (forward reward, control cost)."""
@@ -167,7 +171,7 @@ class HalfCheetahNegJointsEnv(_MaskedActionMixin, _HalfCheetahTaskEnv):
     return _describe_mask(task)
 
 
-class _AntTaskEnv(AntEnv):
+class _AntTaskEnv(_TaskEnvMixin, AntEnv):
   """Ant-v5 physics; observation = joint positions without x, y and velocities (27).
 
   The reward is velocity . direction - 0.5 sum(a^2) - contact cost + 1, where velocity is
@@ -189,12 +193,6 @@ class _AntTaskEnv(AntEnv):
         **kwargs)
     utils.EzPickle.__init__(self, task, **kwargs)
     self.set_task(task)
-
-  def set_task(self, task: Any) -> None:
-    raise NotImplementedError
-
-  def _physics_action(self, action: np.ndarray) -> np.ndarray:
-    return action
 
   def _direction(self) -> np.ndarray:
     """Unit vector (x, y) the ant is rewarded for moving along."""
