@@ -95,3 +95,26 @@ def one_line_errors() -> Iterator[None]:
     logging.debug("full error", exc_info=True)
     sys.stderr.write(f"error: {message}\n")
     sys.exit(2)
+
+
+def export_and_family(root_dir: Optional[str], export_dir: Optional[str],
+                      family: Optional[str]) -> tuple:
+  """(export_dir, family) from --root_dir (family from its run.json) or --export_dir + --family."""
+  import json  # pylint: disable=import-outside-toplevel
+  if bool(root_dir) == bool(export_dir):
+    raise UsageError("give either --root_dir (a run's directory) or --export_dir with --family")
+  if root_dir:
+    run_file = os.path.join(root_dir, "run.json")
+    if not os.path.isfile(run_file):
+      raise UsageError(f"{root_dir} is not a run directory (no run.json)")
+    try:
+      with open(run_file) as f:
+        stored = json.load(f)["family"]
+    except (ValueError, KeyError) as e:
+      raise UsageError(f"{run_file} is unreadable or has no 'family': {e}") from e
+    if family and family != stored:
+      raise UsageError(f"--family={family} but {root_dir} is a run of {stored}")
+    return os.path.join(root_dir, "export"), stored
+  if not family:
+    raise UsageError("--export_dir needs --family (or give --root_dir instead)")
+  return export_dir, family

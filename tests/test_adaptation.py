@@ -196,18 +196,24 @@ def test_continue_adaptation_context_schedule():
 # ------------------------------------------------------------------------------------------
 # The trainer.
 
-def test_meta_trainer_traces_once_updates_every_variable_and_checks_numerics():
+@pytest.mark.parametrize("train_initial_context", [False, True])
+def test_meta_trainer_traces_once_updates_every_variable_and_checks_numerics(
+    train_initial_context):
   tf.keras.utils.set_random_seed(7)
   rng = np.random.default_rng(7)
   model = ContextualDynamicsModel(1, 1, context_dim=2, hidden_sizes=(8,))
-  trainer = MetaTrainer(model)
+  trainer = MetaTrainer(model, train_initial_context=train_initial_context)
   before = [v.numpy().copy() for v in model.trainable_variables]
   for _ in range(3):
     ks = rng.uniform(-1, 1, 4)
     trainer.step(_linear_tasks(rng, ks, 10), _linear_tasks(rng, ks, 10))
   assert trainer._step.experimental_get_tracing_count() == 1
   for old, var in zip(before, model.trainable_variables):
-    assert not np.array_equal(old, var.numpy()), var.name
+    if var is model.context and not train_initial_context:
+      # The release's choice: the initial context stays at zero.
+      np.testing.assert_array_equal(var.numpy(), np.zeros(2))
+    else:
+      assert not np.array_equal(old, var.numpy()), var.name
 
   bad = _linear_tasks(rng, ks, 10)
   bad["next_observation"][0, 0, 0] = np.nan

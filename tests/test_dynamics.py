@@ -16,13 +16,15 @@ def _random_batch(rng, leading, obs_dim, act_dim):
               reward=rng.normal(3., 2., size=leading).astype(np.float32))
 
 
-def _constant_output_model(mean, raw_logvar, target_mean, target_std):
-  """obs 1, act 1, ctx 1 model whose output layer emits constants (zero kernels)."""
-  model = ContextualDynamicsModel(1, 1, context_dim=1, hidden_sizes=(4,), dtype=tf.float64)
+def _constant_output_model(mean, raw_logvar, target_mean, target_std, **kwargs):
+  """obs n, act 1, ctx 1 joint model whose output layer emits constants (zero kernels)."""
+  obs_dim = len(mean) - 1
+  model = ContextualDynamicsModel(obs_dim, 1, context_dim=1, hidden_sizes=(4,),
+                                  dtype=tf.float64, **kwargs)
   for var in model.trainable_variables:
     if "kernel" in var.name:
       var.assign(tf.zeros_like(var))
-  model._output_layer.bias.assign(np.concatenate([mean, raw_logvar]))
+  model._towers[0][-1].bias.assign(np.concatenate([mean, raw_logvar]))
   model.target_mean.assign(target_mean)
   model.target_std.assign(target_std)
   return model
@@ -35,7 +37,8 @@ def _softplus(x):
 def test_nll_and_log_prob_match_hand_computation():
   mean, raw_logvar = [0.5, -1.0], [0.2, -0.7]
   target_mean, target_std = [1., 2.], [2., 4.]
-  model = _constant_output_model(mean, raw_logvar, target_mean, target_std)
+  model = _constant_output_model(mean, raw_logvar, target_mean, target_std,
+                                 loss_weighting="dimensions")
   batch = dict(observation=[[1.], [2.]], action=[[0.3], [-0.3]],
                next_observation=[[3.], [1.5]], reward=[1., 3.])
   # Targets (delta s, r) = (2, 1) and (-0.5, 3); normalised: ((2-1)/2, (1-2)/4) etc.
@@ -58,6 +61,61 @@ def test_nll_and_log_prob_match_hand_computation():
   assert dist.mean().numpy()[0] == pytest.approx([0.5 * 2 + 1, -1.0 * 4 + 2])
   assert dist.stddev().numpy()[0] == pytest.approx(
       [math.exp(lv / 2) * s for lv, s in zip(logvar, target_std)])
+
+
+def _soft_bounded(raw_logvar, low=-10., high=0.5):
+  lv = high - _softplus(high - raw_logvar)
+  return low + _softplus(lv - low)
+
+
+def test_block_weighting_weighs_the_reward_like_all_state_dimensions_together():
+  # obs 2: targets (ds1, ds2, r); normaliser identity; per-dimension NLLs by hand.
+  mean, raw_logvar = [0.5, -1.0, 2.0], [0.2, -0.7, 0.1]
+  model = _constant_output_model(mean, raw_logvar, [0., 0., 0.], [1., 1., 1.])
+  assert model.loss_weighting == "blocks"  # the default, as the release
+  batch = dict(observation=[[1., 0.]], action=[[0.3]], next_observation=[[3., -1.]],
+               reward=[4.])
+  target = [2., -1., 4.]
+  per_dim = [0.5 * ((y - m) ** 2 / math.exp(_soft_bounded(lv)) + _soft_bounded(lv) +
+                    math.log(2 * math.pi)) for y, m, lv in zip(target, mean, raw_logvar)]
+  state, reward = model.block_nll(batch)
+  assert state.numpy() == pytest.approx([per_dim[0] + per_dim[1]], rel=1e-12)
+  assert reward.numpy() == pytest.approx([per_dim[2]], rel=1e-12)
+  # Blocks: mean over the state dimensions + the reward; dimensions: the plain sum.
+  assert model.sample_nll(batch).numpy() == pytest.approx(
+      [(per_dim[0] + per_dim[1]) / 2 + per_dim[2]], rel=1e-12)
+  joint = _constant_output_model(mean, raw_logvar, [0., 0., 0.], [1., 1., 1.],
+                                 loss_weighting="dimensions")
+  assert joint.sample_nll(batch).numpy() == pytest.approx([sum(per_dim)], rel=1e-12)
+
+
+def test_split_architecture_feeds_the_context_to_the_reward_network_only():
+  rng = np.random.default_rng(3)
+  model = ContextualDynamicsModel(3, 2, context_dim=2, hidden_sizes=(8,), dtype=tf.float64,
+                                  architecture="split")
+  batch = _random_batch(rng, (5,), 3, 2)
+  context = tf.Variable([[0.4, -0.3]], dtype=tf.float64)
+  with tf.GradientTape(persistent=True) as tape:
+    state, reward = model.block_nll(batch, context)
+    state, reward = tf.reduce_sum(state), tf.reduce_sum(reward)
+  assert tape.gradient(state, context) is None or np.all(
+      tape.gradient(state, context).numpy() == 0.)
+  assert np.abs(tape.gradient(reward, context).numpy()).max() > 1e-6
+  # The state prediction is the same for every context; the reward's is not.
+  obs, act = batch["observation"], batch["action"]
+  next_a, reward_a = model.predict(obs, act, np.array([1., 0.]))
+  next_b, reward_b = model.predict(obs, act, np.array([-1., 2.]))
+  np.testing.assert_array_equal(next_a.numpy(), next_b.numpy())
+  assert np.abs(reward_a.numpy() - reward_b.numpy()).max() > 1e-4
+  copy = clone_model(model)
+  np.testing.assert_array_equal(copy.predict(obs, act)[1].numpy(), model.predict(obs, act)[1].numpy())
+
+
+def test_unknown_weighting_or_architecture_names_the_valid_choices():
+  with pytest.raises(ValueError, match="blocks, dimensions"):
+    ContextualDynamicsModel(2, 1, loss_weighting="equal")
+  with pytest.raises(ValueError, match="joint, split"):
+    ContextualDynamicsModel(2, 1, architecture="two")
 
 
 def test_logvar_is_soft_bounded_by_learned_min_and_max():

@@ -66,8 +66,14 @@ def test_event_files_hold_the_design_tags(run_dir):
               "Perf/train_steps_per_sec"):
     assert tag in train, tag
     assert np.all(np.isfinite(train[tag][1])), tag
-  for tag in ("Eval/train_return", "Eval/test_return_mier_wr"):
+  for tag in ("Eval/train_return", "Eval/test_return_mier_wr", "Eval/identification_r2",
+              "Eval/identification_spread_ratio", "Model/nll_state_before_adapt",
+              "Model/nll_state_after_adapt", "Model/nll_reward_before_adapt",
+              "Model/nll_reward_after_adapt"):
     assert tag in evals, tag
+    assert len(evals[tag][0]) == 2, tag  # at each evaluation, against environment steps
+    np.testing.assert_array_equal(evals[tag][0], evals["Eval/train_return"][0])
+    assert np.all(np.isfinite(evals[tag][1])), tag
   # smoke: 2 epochs x 3 steps, a summary every step
   np.testing.assert_array_equal(train["SAC/critic_loss"][0], np.arange(1, 7))
   assert len(evals["Eval/test_return_mier_wr"][0]) == 2
@@ -78,6 +84,8 @@ def test_results_json_has_every_test_task(run_dir):
   with open(os.path.join(run_dir, "eval", "results.json")) as f:
     results = json.load(f)
   assert results["family"] == "cheetah_vel_hard"
+  assert results["identification"]["num_tasks"] == 100
+  assert np.isfinite(results["identification"]["r2"])
   assert len(results["test_tasks"]) == 30
   for entry in results["test_tasks"].values():
     assert np.isfinite(entry["mier_wr"]) and entry["task"]
@@ -214,3 +222,33 @@ def test_reverb_backend_trains_checkpoints_and_resumes(tmp_path):
     np.testing.assert_array_equal(tables.sizes(), [[60, 100], [60, 100]])
   finally:
     tables.close()
+
+
+def test_identify_scores_an_export_from_the_saved_model_alone(run_dir):
+  proc = _run(["scripts/identify.py", f"--root_dir={run_dir}", "--num_tasks=6", "--steps=20",
+               "--ood_context_steps=3"])
+  report = json.loads(proc.stdout)
+  assert report["family"] == "cheetah_vel_hard"
+  assert np.isfinite(report["r2"]) and report["r2"] <= 1.0
+  assert report["spread_ratio"] > 0
+  assert [t["index"] for t in report["train_tasks"]] == [0, 19, 39, 59, 79, 99]
+  assert len(report["test_tasks"]) == 30
+  for row in report["test_tasks"]:
+    assert len(row["read_after_adapt"]) == 1 and len(row["read_after_3_steps"]) == 1
+  # The longer adaptation moves the context: the reading changes.
+  assert any(abs(r["read_after_adapt"][0] - r["read_after_3_steps"][0]) > 1e-6
+             for r in report["test_tasks"])
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give either --root_dir"),
+    (["--export_dir=/nonexistent"], "needs --family"),
+    (["--root_dir=/nonexistent"], "not a run directory"),
+    (["--export_dir=/nonexistent", "--family=cheetah_vel_hard"], "no model SavedModel"),
+    (["--export_dir=/nonexistent", "--family=cheetah_fast"], "valid names"),
+])
+def test_identify_bad_input_gets_one_line(args, message):
+  proc = _run(["scripts/identify.py"] + args, check=False)
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert message in lines[-1] and lines[-1].startswith("error:")

@@ -60,6 +60,14 @@ class TaskFamily:
     """A short human-readable description of `task` for logs."""
     return self.env_class.describe_task(task)
 
+  def task_features(self, tasks: Sequence[Task]) -> np.ndarray:
+    """The task parameters a context should identify, one row per task: [len(tasks), k].
+
+    Velocity [v]; cheetah direction [d]; direction angle [cos, sin]; negated joints the +-1
+    mask; walker parameters their log scale factors (see each robot's `task_features`).
+    """
+    return np.stack([self.env_class.task_features(task) for task in tasks])
+
 
 def _floats(values: Sequence[float]) -> Tuple[float, ...]:
   return tuple(float(v) for v in values)

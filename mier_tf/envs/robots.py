@@ -136,6 +136,11 @@ class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
             CHEETAH_VEL_CTRL_COST * float(np.sum(np.square(action))))
 
   @staticmethod
+  def task_features(task: Any) -> np.ndarray:
+    """The task parameter the context should identify: [v]."""
+    return np.array([float(task)])
+
+  @staticmethod
   def describe_task(task: Any) -> str:
     return f"v={float(task):.3f}"
 
@@ -153,6 +158,11 @@ class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
             CHEETAH_VEL_CTRL_COST * float(np.sum(np.square(action))))
 
   @staticmethod
+  def task_features(task: Any) -> np.ndarray:
+    """The task parameter the context should identify: [d]."""
+    return np.array([float(task)])
+
+  @staticmethod
   def describe_task(task: Any) -> str:
     return f"dir={float(task):+.0f}"
 
@@ -165,6 +175,11 @@ class HalfCheetahNegJointsEnv(_MaskedActionMixin, _HalfCheetahTaskEnv):
 
   def _task_reward(self, x_velocity, action):
     return x_velocity, CHEETAH_NEGJOINTS_CTRL_COST * float(np.sum(np.square(action)))
+
+  @staticmethod
+  def task_features(task: Any) -> np.ndarray:
+    """The task parameter the context should identify: the +-1 mask."""
+    return np.asarray(task, np.float64).copy()
 
   @staticmethod
   def describe_task(task: Any) -> str:
@@ -238,6 +253,11 @@ class AntDirEnv(_AntTaskEnv):
     return self._unit
 
   @staticmethod
+  def task_features(task: Any) -> np.ndarray:
+    """The task parameter the context should identify: [cos theta, sin theta]."""
+    return np.array([np.cos(float(task)), np.sin(float(task))])
+
+  @staticmethod
   def describe_task(task: Any) -> str:
     return f"theta={float(task):.3f}"
 
@@ -252,6 +272,11 @@ class AntNegJointsEnv(_MaskedActionMixin, _AntTaskEnv):
 
   def _direction(self) -> np.ndarray:
     return self._FORWARD
+
+  @staticmethod
+  def task_features(task: Any) -> np.ndarray:
+    """The task parameter the context should identify: the +-1 mask."""
+    return np.asarray(task, np.float64).copy()
 
   @staticmethod
   def describe_task(task: Any) -> str:
@@ -309,6 +334,11 @@ class HumanoidDirEnv(HumanoidEnv):
         "reward_survive": HUMANOID_ALIVE_BONUS,
     }
     return self._get_obs(), reward, terminated, False, info
+
+  @staticmethod
+  def task_features(task: Any) -> np.ndarray:
+    """The task parameter the context should identify: [cos theta, sin theta]."""
+    return np.array([np.cos(float(task)), np.sin(float(task))])
 
   @staticmethod
   def describe_task(task: Any) -> str:
@@ -372,6 +402,20 @@ class Walker2dRandParamsEnv(Walker2dEnv):
         raise ValueError(f"Walker parameter {name} has shape {target.shape}, "
                          f"got {value.shape}.")
       target[:] = value
+
+  @staticmethod
+  def task_features(task: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The task parameters the context should identify: log scale factor of every entry.
+
+    log(value / default) of each entry whose default is non-zero, parameters in sorted order.
+    """
+    defaults = _walker_model_defaults()
+    parts = []
+    for name in sorted(task):
+      default = defaults[name]
+      nonzero = default != 0
+      parts.append(np.log(np.asarray(task[name])[nonzero] / default[nonzero]).ravel())
+    return np.concatenate(parts)
 
   @staticmethod
   def describe_task(task: Mapping[str, np.ndarray]) -> str:

@@ -97,9 +97,9 @@ def meta_loss(model: ContextualDynamicsModel, adapt_batch: Batch, eval_batch: Ba
 class MetaTrainer:
   """One meta-training step of the model (Algorithm 1): Adam on the second-order meta-loss.
 
-  The gradient reaches the network weights, the log-variance bounds and the initial context
-  `model.context`. (The original release left the initial context out of its optimiser, so
-  it stayed at zero; the paper optimises it, and so do we.) The outer gradient is clipped to
+  The gradient reaches the network weights, the log-variance bounds and, if
+  `train_initial_context`, the initial context `model.context` (the paper optimises it;
+  the original release left it out of its optimiser, so it stayed at zero). The outer gradient is clipped to
   global norm `clip_norm`; the release clipped each variable's gradient to norm 10 and kept
   all weights in one flat vector, which is the same except for the log-variance bounds.
   """
@@ -110,7 +110,8 @@ class MetaTrainer:
                inner_steps: int = 2,
                inner_lr: float = 0.01,
                clip_norm: float = 10.,
-               logvar_bound_weight: float = 0.01):
+               logvar_bound_weight: float = 0.01,
+               train_initial_context: bool = False):
     """Creates the trainer and its optimiser.
 
     Args:
@@ -121,17 +122,23 @@ class MetaTrainer:
       clip_norm: clip of the inner per-task gradients and of the outer global norm (10).
       logvar_bound_weight: weight of sum(max_logvar) - sum(min_logvar) in the training loss
         (the release's 0.01); it keeps the learned bounds from drifting apart.
+      train_initial_context: whether the outer step also moves the initial context phi.
+        Default False, as the release: see the README, "Model identification", for the
+        measurement behind the choice.
     """
     self.model = model
     self.inner_steps = int(inner_steps)
     self.inner_lr = float(inner_lr)
     self.clip_norm = float(clip_norm)
     self.logvar_bound_weight = float(logvar_bound_weight)
+    self.train_initial_context = bool(train_initial_context)
+    self.variables = [v for v in model.trainable_variables
+                      if self.train_initial_context or v is not model.context]
     # The Keras 2 (non-legacy) optimiser; the lead checkpoints it.
     self.optimizer = tf.keras.optimizers.Adam(learning_rate)
     # Slot variables exist from the start: a checkpoint restores into them before any step,
     # and the step function creates no variables (so it is traced once per batch shape).
-    self.optimizer.build(model.trainable_variables)
+    self.optimizer.build(self.variables)
     self._step = tf.function(self._train_step)
 
   def step(self, adapt_batch: Batch, eval_batch: Batch) -> MetaTrainInfo:
@@ -152,7 +159,7 @@ class MetaTrainer:
 
   def _train_step(self, adapt_batch: Batch, eval_batch: Batch) -> MetaTrainInfo:
     model = self.model
-    variables = model.trainable_variables
+    variables = self.variables
     nll_before = model.nll(eval_batch, model.context)
     with tf.GradientTape() as tape:
       contexts = adapt_context(model, adapt_batch, self.inner_steps, self.inner_lr,

@@ -2,7 +2,7 @@
 
 `export/policy` is the deterministic policy, `export/collect_policy` the stochastic one used
 to gather adaptation data; both take observations concat(state, context). `export/model`
-has the signatures `adapt`, `predict`, `sample` and `prior_context`, and loads with
+has the signatures `adapt`, `context_step`, `predict`, `sample` and `prior_context`, and loads with
 `tf.saved_model.load` without mier_tf.
 """
 import os
@@ -22,6 +22,9 @@ class _ModelExport(tf.Module):
   def __init__(self, model, adapt_steps: int, adapt_lr: float):
     super().__init__(name="mier_model")
     self.model = model
+    # The inner loop's settings, readable from the loaded SavedModel (`loaded.inner_lr`).
+    self.inner_steps = tf.Variable(int(adapt_steps), trainable=False, name="inner_steps")
+    self.inner_lr = tf.Variable(float(adapt_lr), trainable=False, name="inner_lr")
     obs_dim, act_dim, ctx_dim = model.observation_dim, model.action_dim, model.context_dim
     obs = tf.TensorSpec([None, obs_dim], tf.float32, name="observation")
     act = tf.TensorSpec([None, act_dim], tf.float32, name="action")
@@ -35,6 +38,17 @@ class _ModelExport(tf.Module):
       batch = dict(observation=observation, action=action,
                    next_observation=next_observation, reward=reward)
       return {"context": adapt_context(self.model, batch, adapt_steps, adapt_lr)}
+
+    one_ctx = tf.TensorSpec([ctx_dim], tf.float32, name="context")
+    lr = tf.TensorSpec([], tf.float32, name="learning_rate")
+
+    @tf.function(input_signature=[obs, act, next_obs, reward, one_ctx, lr])
+    def context_step(observation, action, next_observation, reward, context, learning_rate):
+      # One inner step from a given context at a given rate: Algorithm 2's longer context
+      # adaptation (N_fast steps, the rate cut tenfold after the first ones) from an export.
+      batch = dict(observation=observation, action=action,
+                   next_observation=next_observation, reward=reward)
+      return {"context": adapt_context(self.model, batch, 1, learning_rate, context=context)}
 
     @tf.function(input_signature=[obs, act, ctx])
     def predict(observation, action, context):
@@ -50,8 +64,8 @@ class _ModelExport(tf.Module):
     def prior_context():
       return {"context": tf.identity(self.model.context)}
 
-    self.adapt, self.predict, self.sample, self.prior_context = (
-        adapt, predict, sample, prior_context)
+    self.adapt, self.context_step, self.predict, self.sample, self.prior_context = (
+        adapt, context_step, predict, sample, prior_context)
 
 
 def _replace_dir(write, path: str) -> None:
@@ -79,7 +93,7 @@ def export_policy(agent, export_dir: str) -> None:
 
 
 def export_model(model, export_dir: str, adapt_steps: int, adapt_lr: float) -> None:
-  """Writes `export_dir/model` with the `adapt`, `predict`, `sample`, `prior_context` signatures.
+  """Writes `export_dir/model`: signatures `adapt`, `context_step`, `predict`, `sample`, `prior_context`.
 
   Args:
     model: a `ContextualDynamicsModel`.
@@ -88,7 +102,8 @@ def export_model(model, export_dir: str, adapt_steps: int, adapt_lr: float) -> N
     adapt_lr: inner learning rate of the `adapt` signature.
   """
   module = _ModelExport(model, adapt_steps, adapt_lr)
-  signatures = {"adapt": module.adapt, "predict": module.predict, "sample": module.sample,
+  signatures = {"adapt": module.adapt, "context_step": module.context_step,
+                "predict": module.predict, "sample": module.sample,
                 "prior_context": module.prior_context}
   _replace_dir(lambda d: tf.saved_model.save(module, d, signatures=signatures),
                os.path.join(export_dir, "model"))

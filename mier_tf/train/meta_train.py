@@ -28,6 +28,7 @@ import tensorflow as tf
 import tqdm
 
 from mier_tf import envs
+from mier_tf import identification
 from mier_tf import model as model_lib
 from mier_tf import replay
 from mier_tf.agents import sac
@@ -67,6 +68,8 @@ class MetaTrainingRun:
     normalizer_rows: rows sampled from the full tables to refresh input normalisation.
     eval_train_tasks: training tasks evaluated at each evaluation.
     eval_adapt_steps: prior-context transitions collected per task to adapt at evaluation.
+    identification_tasks: training tasks (the first ones) on which each evaluation measures
+      identification (`mier_tf.identification`), from their replay tables.
     summary_interval: training steps between scalar summaries.
   """
 
@@ -94,6 +97,7 @@ class MetaTrainingRun:
       normalizer_rows: int = 200,
       eval_train_tasks: int = 5,
       eval_adapt_steps: int = 200,
+      identification_tasks: int = 100,
       summary_interval: int = 100,
   ):
     self.root_dir = root_dir
@@ -111,6 +115,7 @@ class MetaTrainingRun:
     self.normalizer_rows = normalizer_rows
     self.eval_train_tasks = eval_train_tasks
     self.eval_adapt_steps = eval_adapt_steps
+    self.identification_tasks = min(identification_tasks, len(self.family.train_tasks))
     self.summary_interval = summary_interval
 
     obs_dim, act_dim = self.family.observation_dim, self.family.action_dim
@@ -141,6 +146,7 @@ class MetaTrainingRun:
     self._writers: Dict[str, tf.summary.SummaryWriter] = {}
     self.last_returns: Dict[str, float] = {}
     self.last_results: Optional[Dict[str, np.ndarray]] = None
+    self.last_identification: Optional[identification.IdentificationReport] = None
 
   def _writer(self, name: str) -> tf.summary.SummaryWriter:
     # Created on first use, so that a run opened only to read its checkpoint (adaptation)
@@ -258,13 +264,37 @@ class MetaTrainingRun:
       results[split] = evaluation.evaluate_mier_wr(
           self.collector, tasks, self.model.context.numpy(), self._adapt, self.explore_fn,
           self.greedy_fn, self.eval_adapt_steps, self.collect_slots)
-    with self.eval_writer.as_default(step=int(self.env_steps.numpy())):
+    report = self.identify()
+    step = int(self.env_steps.numpy())
+    with self.eval_writer.as_default(step=step):
       tf.summary.scalar("Eval/train_return", results["train"].mean())
       tf.summary.scalar("Eval/test_return_mier_wr", results["test"].mean())
+      identification.write_summaries(report, step)
     self.last_returns = {"train": float(results["train"].mean()),
                          "test": float(results["test"].mean())}
     self.last_results = results
     return results
+
+
+  def identify(self) -> identification.IdentificationReport:
+    """Identification on training tasks, from their tables (no environment steps).
+
+    Two adaptation batches per task from its prior-context table (as a meta-step draws
+    them) give two adapted contexts; the per-block NLLs are scored on a batch of its full
+    table. See `mier_tf.identification`.
+    """
+    ids = np.arange(self.identification_tasks)
+    adapt_batches = [self.tables.sample(ids, "adapt", self.adapt_batch_size) for _ in range(2)]
+    eval_batch = self.tables.sample(ids, "full", self.eval_batch_size)
+    features = self.family.task_features([self.family.train_tasks[i] for i in ids])
+    report = identification.identify(self.model, self._adapt, adapt_batches, eval_batch,
+                                     features)
+    self.last_identification = report
+    logging.info("Identification on %d training tasks: R^2 %.3f, spread ratio %.2f, "
+                 "reward NLL %.3f -> %.3f, state NLL %.3f -> %.3f", report.num_tasks,
+                 report.r2, report.spread_ratio, report.nll_reward_before,
+                 report.nll_reward_after, report.nll_state_before, report.nll_state_after)
+    return report
 
 
 def _check_fingerprint(root_dir: str, fingerprint: dict) -> None:
@@ -383,6 +413,9 @@ def write_results(run: MetaTrainingRun) -> dict:
   results = read_results(run.root_dir)
   results.update(family=run.family.name, env_steps=int(run.env_steps.numpy()),
                  train_return_mier_wr=float(run.last_results["train"].mean()))
+  if run.last_identification is not None:
+    results["identification"] = {k: float(v) for k, v in
+                                 run.last_identification._asdict().items()}
   for i, value in enumerate(run.last_results["test"]):
     entry = results["test_tasks"].setdefault(str(i), {})
     entry.update(task=run.family.describe_task(run.family.test_tasks[i]), mier_wr=float(value))
