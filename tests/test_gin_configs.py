@@ -44,6 +44,16 @@ def test_config_parses_and_builds_its_family(path):
     ("cheetah_vel_medium", "adapt_ood.model_steps", 100),
     ("cheetah_vel", "create_sac_agent.actor_fc_layers", (300, 300, 300)),
     ("quickstart", "MetaTrainingRun.family", "cheetah_vel_hard"),
+    # The release's SAC: 300-300-300 networks everywhere, log alpha starting at 0, and one
+    # update per meta-step on the evaluation batch.
+    ("cheetah_vel_hard", "create_sac_agent.critic_fc_layers", (300, 300, 300)),
+    ("ant_negjoints", "create_sac_agent.initial_log_alpha", 0.0),
+    ("cheetah_vel_hard", "create_sac_agent.target_entropy", -1.0),
+    ("cheetah_vel_hard", "MetaTrainingRun.sac_updates_per_step", 1),
+    ("cheetah_vel_hard", "MetaTrainingRun.sac_rows_per_task", None),
+    # The release's model identification: block weighting, initial context fixed at zero.
+    ("cheetah_negjoints", "ContextualDynamicsModel.loss_weighting", "blocks"),
+    ("ant_dir_ood", "MetaTrainer.train_initial_context", False),
 ])
 def test_paper_settings(name, key, value):
   cli.parse_gin([os.path.join(cli.REPO_GIN_DIR, name + ".gin")], [], root_dir="unused")

@@ -46,7 +46,7 @@ def create_sac_agent(
     alpha_learning_rate: float = 3e-4,
     gamma: float = 0.99,
     target_update_tau: float = 0.005,
-    initial_log_alpha: float = -1.0,
+    initial_log_alpha: float = 0.0,
     target_entropy: float = -1.0,
     reward_scale_factor: float = 1.0,
     train_step_counter: tf.Variable = None,

@@ -22,7 +22,7 @@ from mier_tf.model.dynamics import Batch, ContextualDynamicsModel, clone_model
 MetaTrainInfo = collections.namedtuple(
     "MetaTrainInfo",
     ["meta_loss",         # the minimised objective: nll_after_adapt + logvar-bound penalty
-     "nll_before_adapt",  # NLL(D_eval; prior context), mean over tasks
+     "nll_before_adapt",  # NLL(D_eval; prior context), mean over tasks (NaN if not computed)
      "nll_after_adapt",   # NLL(D_eval; adapted context), mean over tasks
      "grad_norm",         # global norm of the outer gradient before clipping
      "contexts"])         # adapted contexts [tasks, ctx] (to tag the SAC batch)
@@ -157,10 +157,13 @@ class MetaTrainer:
     """
     return self._step(adapt_batch, eval_batch)
 
-  def _train_step(self, adapt_batch: Batch, eval_batch: Batch) -> MetaTrainInfo:
+  def _train_step(self, adapt_batch: Batch, eval_batch: Batch,
+                  with_nll_before: bool = True) -> MetaTrainInfo:
+    """The step's graph; `with_nll_before=False` skips the logging-only prior-context NLL."""
     model = self.model
     variables = self.variables
-    nll_before = model.nll(eval_batch, model.context)
+    nll_before = (model.nll(eval_batch, model.context) if with_nll_before
+                  else tf.constant(float("nan"), model.dtype))
     with tf.GradientTape() as tape:
       contexts = adapt_context(model, adapt_batch, self.inner_steps, self.inner_lr,
                                clip_norm=self.clip_norm)

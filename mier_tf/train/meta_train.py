@@ -59,8 +59,12 @@ class MetaTrainingRun:
     train_steps_per_epoch: model meta-steps and SAC steps per epoch (1000).
     meta_batch_size: tasks per meta-step (10).
     adapt_batch_size: adaptation transitions per task per meta-step (200 or 400).
-    eval_batch_size: evaluation transitions per task per meta-step; the same rows, tagged
-      with the adapted contexts, form the SAC batch (10 x 200 = 2,000 rows).
+    eval_batch_size: evaluation transitions per task per meta-step (200).
+    sac_updates_per_step: SAC updates after each model meta-step, all on the meta-batch's
+      tasks tagged with the contexts that step adapted (the release: 1).
+    sac_rows_per_task: rows of each meta-batch task in every SAC update. None: the SAC
+      batch is the model's evaluation batch itself (the release: 10 x 200 = 2,000 rows);
+      a number: fresh rows from the tasks' full tables for each update.
     context_dim: size of the latent context (5; 10 for cheetah negated joints).
     inner_steps: gradient steps of the context adaptation (2).
     inner_lr: learning rate of the context adaptation (0.01).
@@ -88,6 +92,8 @@ class MetaTrainingRun:
       meta_batch_size: int = 10,
       adapt_batch_size: int = 200,
       eval_batch_size: int = 200,
+      sac_updates_per_step: int = 1,
+      sac_rows_per_task: Optional[int] = None,
       # Model identification.
       context_dim: int = 5,
       inner_steps: int = 2,
@@ -110,6 +116,14 @@ class MetaTrainingRun:
     self.train_steps_per_epoch = train_steps_per_epoch
     self.meta_batch_size = min(meta_batch_size, len(self.family.train_tasks))
     self.adapt_batch_size, self.eval_batch_size = adapt_batch_size, eval_batch_size
+    if sac_updates_per_step < 1 or (sac_rows_per_task is not None and sac_rows_per_task < 1):
+      raise ValueError(f"MetaTrainingRun.sac_updates_per_step must be >= 1 and "
+                       f"sac_rows_per_task None or >= 1; got {sac_updates_per_step}, "
+                       f"{sac_rows_per_task}.")
+    if sac_rows_per_task is None and sac_updates_per_step != 1:
+      raise ValueError("MetaTrainingRun.sac_updates_per_step > 1 needs sac_rows_per_task "
+                       "(the evaluation batch serves one update only).")
+    self.sac_updates_per_step, self.sac_rows_per_task = sac_updates_per_step, sac_rows_per_task
     self.inner_steps, self.inner_lr = inner_steps, inner_lr
     self.collect_slots = collect_slots
     self.normalizer_rows = normalizer_rows
@@ -129,6 +143,7 @@ class MetaTrainingRun:
         reduce_retracing=True)
     self.agent = sac.create_sac_agent(obs_dim, act_dim, context_dim)
     self.learner = sac.ContextSacLearner(self.agent)
+    self._train_step_fn = tf.function(self._train_step_graph)
     self.tables = replay.make_task_tables(
         num_tasks=len(self.family.train_tasks), observation_dim=obs_dim, action_dim=act_dim,
         seed=seed)
@@ -218,21 +233,43 @@ class MetaTrainingRun:
     batch = self.tables.sample(ids, "full", self.normalizer_rows)
     self.model.update_normalizer(flatten_tasks(batch))
 
+  def _sample_step_batches(self, ids: np.ndarray) -> tuple:
+    """The meta-step's adapt and eval batches, and the SAC batches [updates, tasks, rows]."""
+    to_tensors = lambda batch: {k: tf.convert_to_tensor(v) for k, v in batch.items()}
+    adapt_batch = to_tensors(self.tables.sample(ids, "adapt", self.adapt_batch_size))
+    eval_batch = to_tensors(self.tables.sample(ids, "full", self.eval_batch_size))
+    if self.sac_rows_per_task is None:
+      return adapt_batch, eval_batch, None
+    updates, rows = self.sac_updates_per_step, self.sac_rows_per_task
+    sac = self.tables.sample(ids, "full", updates * rows)  # [tasks, updates * rows, ...]
+    sac = {k: np.swapaxes(v.reshape((len(ids), updates, rows) + v.shape[2:]), 0, 1)
+           for k, v in sac.items()}
+    return adapt_batch, eval_batch, to_tensors(sac)
+
+  def _train_step_graph(self, adapt_batch, eval_batch, sac_batches, with_summaries: bool):
+    """One model meta-step, then its SAC updates, in one graph (no host round trip)."""
+    model_info = self.model_trainer._train_step(  # pylint: disable=protected-access
+        adapt_batch, eval_batch, with_nll_before=with_summaries)
+    if sac_batches is None:
+      sac_info = self.learner.train_tagged(eval_batch, model_info.contexts)
+    else:
+      for update in range(self.sac_updates_per_step):
+        batch = {k: v[update] for k, v in sac_batches.items()}
+        sac_info = self.learner.train_tagged(batch, model_info.contexts)
+    return model_info, sac_info
+
   def train_epoch(self, progress: Optional[tqdm.tqdm] = None) -> None:
-    """`train_steps_per_epoch` x (one model meta-step + one SAC step) on meta-batches."""
+    """`train_steps_per_epoch` x (one model meta-step + its SAC updates) on meta-batches."""
     num_tasks = len(self.family.train_tasks)
     start = time.perf_counter()
     for _ in range(self.train_steps_per_epoch):
       ids = self.rng.choice(num_tasks, self.meta_batch_size, replace=False)
-      adapt_batch = self.tables.sample(ids, "adapt", self.adapt_batch_size)
-      eval_batch = self.tables.sample(ids, "full", self.eval_batch_size)
-      adapt_batch = {k: tf.convert_to_tensor(v) for k, v in adapt_batch.items()}
-      eval_batch = {k: tf.convert_to_tensor(v) for k, v in eval_batch.items()}
-      model_info = self.model_trainer.step(adapt_batch, eval_batch)
-      sac_info = self.learner.train_tagged(eval_batch, model_info.contexts)
+      step = int(self.train_step.numpy()) + 1
+      summarise = step % self.summary_interval == 0
+      model_info, sac_info = self._train_step_fn(*self._sample_step_batches(ids),
+                                                 with_summaries=summarise)
       self.train_step.assign_add(1)
-      step = int(self.train_step.numpy())
-      if step % self.summary_interval == 0:
+      if summarise:
         self._write_train_summaries(step, model_info, sac_info)
       if progress is not None:
         progress.update(1)

@@ -1,0 +1,70 @@
+"""Tests of mier_tf.train.meta_train's training step: the SAC schedule and its data routing."""
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mier_tf.train import meta_train
+
+
+@pytest.fixture
+def small_run(tmp_path):
+  gin.clear_config()
+  gin.bind_parameter("ContextualDynamicsModel.hidden_sizes", (16,))
+  gin.bind_parameter("create_sac_agent.actor_fc_layers", (16,))
+  gin.bind_parameter("create_sac_agent.critic_fc_layers", (16,))
+
+  def make(**kwargs):
+    settings = dict(family="cheetah_vel_hard", num_initial_rounds=1, tasks_per_epoch=2,
+                    prior_steps=12, posterior_steps=12, train_steps_per_epoch=2,
+                    meta_batch_size=3, adapt_batch_size=8, eval_batch_size=6,
+                    summary_interval=1, identification_tasks=5)
+    settings.update(kwargs)
+    run = meta_train.MetaTrainingRun(str(tmp_path / "run"), **settings)
+    run.collect_initial()
+    run.refresh_normalizer()
+    return run
+
+  yield make
+  gin.clear_config()
+
+
+def test_release_schedule_trains_sac_once_per_meta_step_on_the_eval_batch(small_run):
+  run = small_run()
+  adapt_batch, eval_batch, sac_batches = run._sample_step_batches(np.arange(3))
+  assert sac_batches is None
+  assert adapt_batch["observation"].shape == (3, 8, 17)
+  assert eval_batch["observation"].shape == (3, 6, 17)
+  run.train_epoch()
+  assert int(run.agent.train_step_counter.numpy()) == 2
+  assert int(run.train_step.numpy()) == 2
+
+
+def test_cpu_schedule_runs_several_updates_on_fresh_rows_of_the_same_tasks(small_run):
+  run = small_run(sac_updates_per_step=3, sac_rows_per_task=4)
+  _, _, sac_batches = run._sample_step_batches(np.array([7, 2, 5]))
+  assert sac_batches["observation"].shape == (3, 3, 4, 17)  # [updates, tasks, rows, obs]
+  # Every row of task slot i comes from that task's full table: the table's rows of task 7
+  # include each row drawn for slot 0 (checked on whole observations).
+  full = run.tables.sample([7], "full", 2000)["observation"][0]
+  for row in sac_batches["observation"].numpy()[:, 0].reshape(-1, 17):
+    assert np.any(np.all(full == row, axis=-1))
+  run.train_epoch()
+  assert int(run.agent.train_step_counter.numpy()) == 2 * 3
+  # One trace for summary steps and one for the others at most.
+  assert run._train_step_fn.experimental_get_tracing_count() <= 2
+
+
+def test_bad_schedule_names_the_settings(small_run):
+  with pytest.raises(ValueError, match="sac_updates_per_step > 1 needs sac_rows_per_task"):
+    small_run(sac_updates_per_step=2)
+  with pytest.raises(ValueError, match="sac_rows_per_task None or >= 1"):
+    small_run(sac_rows_per_task=0)
+
+
+def test_identification_reads_every_configured_training_task(small_run):
+  run = small_run()
+  report = run.identify()
+  assert report.num_tasks == 5
+  assert np.isfinite(report.nll_state_before) and np.isfinite(report.nll_reward_after)
+  assert report.within_spread > 0
