@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: venv train test bench clean
+.PHONY: venv train test bench bench-learning clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,10 @@ test: venv
 
 bench: venv
 	$(VENV)/bin/python scripts/benchmark.py
+
+# Returns per environment step and per CPU minute (about 45 minutes on 2 cores).
+bench-learning: venv
+	$(VENV)/bin/python scripts/benchmark_learning.py --out=runs/bench_learning
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -39,3 +39,22 @@ def evaluate_mier_wr(collector: MultiTaskCollector, tasks: Sequence, prior_conte
         group, contexts, collector.family.max_episode_steps, greedy_fn)
     returns.extend(r[0] for r in episode_returns)
   return np.asarray(returns, np.float64)
+
+
+def standing_still_returns(family, tasks: Sequence, slots: int = 10, seed: int = 0
+                           ) -> np.ndarray:
+  """The return of one episode with zero actions on each task: the floor a policy must beat.
+
+  A collector of its own (seeded with `seed`) runs the episodes, so the training
+  collector's random stream is not touched.
+  """
+  collector = MultiTaskCollector(family, slots, seed=seed)
+  still = lambda observation: np.zeros((observation.shape[0], family.action_dim), np.float32)
+  returns = []
+  for start in range(0, len(tasks), slots):
+    group = list(tasks[start:start + slots])
+    _, episode_returns = collector.collect(group, np.zeros((len(group), 1), np.float32),
+                                           family.max_episode_steps, still)
+    returns.extend(r[0] for r in episode_returns)
+  collector.close()
+  return np.asarray(returns, np.float64)

@@ -70,7 +70,9 @@ class MetaTrainingRun:
     inner_lr: learning rate of the context adaptation (0.01).
     collect_slots: tasks stepped together by the collector.
     normalizer_rows: rows sampled from the full tables to refresh input normalisation.
-    eval_train_tasks: training tasks evaluated at each evaluation.
+    eval_train_tasks: training tasks evaluated at each evaluation: the same ones every time,
+      spread evenly over the family's list (fresh draws moved the standing-still baseline
+      by +-40 between evaluations).
     eval_adapt_steps: prior-context transitions collected per task to adapt at evaluation.
     identification_tasks: training tasks (the first ones) on which each evaluation measures
       identification (`mier_tf.identification`), from their replay tables.
@@ -127,7 +129,10 @@ class MetaTrainingRun:
     self.inner_steps, self.inner_lr = inner_steps, inner_lr
     self.collect_slots = collect_slots
     self.normalizer_rows = normalizer_rows
-    self.eval_train_tasks = eval_train_tasks
+    num_train = len(self.family.train_tasks)
+    self.eval_train_ids = np.unique(
+        np.linspace(0, num_train - 1, min(eval_train_tasks, num_train)).astype(int))
+    self._standing_still: Optional[Dict[str, np.ndarray]] = None
     self.eval_adapt_steps = eval_adapt_steps
     self.identification_tasks = min(identification_tasks, len(self.family.train_tasks))
     self.summary_interval = summary_interval
@@ -290,14 +295,22 @@ class MetaTrainingRun:
 
   # --- Evaluation -------------------------------------------------------------------------
 
+  def _eval_tasks(self) -> Dict[str, list]:
+    return {"train": [self.family.train_tasks[i] for i in self.eval_train_ids],
+            "test": list(self.family.test_tasks)}
+
+  def standing_still(self) -> Dict[str, np.ndarray]:
+    """Zero-action returns of the evaluated tasks (computed once per process)."""
+    if self._standing_still is None:
+      self._standing_still = {
+          split: evaluation.standing_still_returns(self.family, tasks, self.collect_slots)
+          for split, tasks in self._eval_tasks().items()}
+    return self._standing_still
+
   def evaluate(self) -> Dict[str, np.ndarray]:
-    """MIER-wR returns on a few training tasks and on every test task."""
-    train_ids = self.rng.choice(len(self.family.train_tasks),
-                                min(self.eval_train_tasks, len(self.family.train_tasks)),
-                                replace=False)
+    """MIER-wR returns on fixed training tasks and on every test task."""
     results = {}
-    for split, tasks in (("train", [self.family.train_tasks[i] for i in train_ids]),
-                         ("test", list(self.family.test_tasks))):
+    for split, tasks in self._eval_tasks().items():
       results[split] = evaluation.evaluate_mier_wr(
           self.collector, tasks, self.model.context.numpy(), self._adapt, self.explore_fn,
           self.greedy_fn, self.eval_adapt_steps, self.collect_slots)
@@ -306,6 +319,12 @@ class MetaTrainingRun:
     with self.eval_writer.as_default(step=step):
       tf.summary.scalar("Eval/train_return", results["train"].mean())
       tf.summary.scalar("Eval/test_return_mier_wr", results["test"].mean())
+      # Above the return of standing still on the same tasks: 0 is doing nothing.
+      still = self.standing_still()
+      tf.summary.scalar("Eval/train_return_above_still",
+                        (results["train"] - still["train"]).mean())
+      tf.summary.scalar("Eval/test_return_mier_wr_above_still",
+                        (results["test"] - still["test"]).mean())
       identification.write_summaries(report, step)
     self.last_returns = {"train": float(results["train"].mean()),
                          "test": float(results["test"].mean())}
@@ -453,9 +472,12 @@ def write_results(run: MetaTrainingRun) -> dict:
   if run.last_identification is not None:
     results["identification"] = {k: float(v) for k, v in
                                  run.last_identification._asdict().items()}
+  still = run.standing_still()
+  results["train_standing_still"] = float(still["train"].mean())
   for i, value in enumerate(run.last_results["test"]):
     entry = results["test_tasks"].setdefault(str(i), {})
-    entry.update(task=run.family.describe_task(run.family.test_tasks[i]), mier_wr=float(value))
+    entry.update(task=run.family.describe_task(run.family.test_tasks[i]), mier_wr=float(value),
+                 standing_still=float(still["test"][i]))
   write_results_file(run.root_dir, results)
   return results
 
