@@ -743,6 +743,96 @@ def bench_epoch() -> List[Row]:
   return rows
 
 
+def _graph_gflop(concrete_fn) -> float:
+  """Floating-point operations of a concrete function's graph, by TensorFlow's profiler."""
+  from tensorflow.python.profiler import model_analyzer, option_builder  # pylint: disable=g-import-not-at-top
+  options = option_builder.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  with quiet_stderr():
+    return model_analyzer.profile(concrete_fn.graph, options=options).total_float_ops / 1e9
+
+
+def _matmul_gflops(dtype, m: int = 4000, k: int = 200, n: int = 200, repeats: int = 50) -> float:
+  """GFLOP/s of a [m, k] x [k, n] matmul, 20 per call: the CPU's practical limit at MIER's shapes."""
+  a = tf.random.normal([m, k], dtype=tf.float32)
+  b = tf.random.normal([k, n], dtype=tf.float32)
+  a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+
+  @tf.function
+  def twenty():
+    out = a
+    for _ in range(20):
+      out = tf.matmul(out[:, :k], b)
+    return out
+
+  (ms,) = time_ms(lambda: twenty().numpy(), repeats=pick(repeats, 2))
+  return 20 * 2 * m * k * n / (ms / 1e3) / 1e9
+
+
+@stage("training step")
+def bench_training_step() -> List[Row]:
+  """The compiled training step (model meta-step + its SAC updates) at the paper's sizes.
+
+  `MetaTrainingRun._train_step_fn` as a run calls it, built under gin from
+  cheetah_vel_hard.gin (the release's schedule: one SAC update on 10 x 200 rows, 300-300-300
+  networks) and cheetah_vel_hard_cpu.gin (four updates on 10 x 32 rows, 256-256), tables
+  filled with real transitions. Its FLOPs are counted by TensorFlow's profiler on the traced
+  graph and set against a float32 matmul at MIER's shapes timed in the same run (the CPU's
+  practical rate). The projected paper-budget time of cheetah_vel_hard: 260 epochs of 1,000
+  steps (1.5M samples less 200k of initial exploration, 5,000 per epoch) at the measured
+  step, plus the epoch's collection at the measured epoch rate (stage "epoch", if run).
+  """
+  import gin  # pylint: disable=g-import-not-at-top
+
+  from mier_tf import cli  # pylint: disable=g-import-not-at-top
+  from mier_tf.train import driver  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from mier_tf.train import meta_train  # pylint: disable=g-import-not-at-top
+
+  matmul32 = _matmul_gflops(tf.float32)
+  matmul16 = _matmul_gflops(tf.bfloat16)
+  rows = [make_row("matmul bfloat16 vs float32", matmul16, matmul32, detail=(
+      "GFLOP/s of a [4000,200] x [200,200] matmul in bfloat16 / in float32 (the CPU's "
+      "practical rate at MIER's shapes)"))]
+  for config in ("cheetah_vel_hard", "cheetah_vel_hard_cpu"):
+    gin.clear_config()
+    with tempfile.TemporaryDirectory() as root:
+      bindings = ["make_task_tables.backend = 'in_process'"]
+      if QUICK:
+        bindings += ["MetaTrainingRun.meta_batch_size = 2", "MetaTrainingRun.adapt_batch_size = 8",
+                     "MetaTrainingRun.eval_batch_size = 8"]
+      cli.parse_gin([os.path.join(cli.REPO_GIN_DIR, f"{config}.gin")], bindings, root_dir=root)
+      run = meta_train.MetaTrainingRun(root_dir=root)
+      data, _ = run.collector.collect(run.family.train_tasks[:run.collect_slots],
+                                      run._prior_contexts(run.collect_slots),  # pylint: disable=protected-access
+                                      pick(200, 10), run.explore_fn)
+      _fill_tables_from(run, data)
+      run.refresh_normalizer()
+      ids = np.arange(run.meta_batch_size)
+      batches = run._sample_step_batches(ids)  # pylint: disable=protected-access
+      step = lambda: run._train_step_fn(*batches, with_summaries=False)[1].critic_loss.numpy()  # pylint: disable=protected-access
+      (step_ms,) = time_ms(step, repeats=pick(20, 2))
+      gflop = _graph_gflop(run._train_step_fn.get_concrete_function(  # pylint: disable=protected-access
+          *batches, with_summaries=False))
+      rate = gflop / (step_ms / 1e3)
+      schedule = (f"{run.sac_updates_per_step} x {run.meta_batch_size} x "
+                  f"{run.sac_rows_per_task or run.eval_batch_size} SAC rows")
+      rows.append(make_row(f"training step {config}", rate, matmul32, detail=(
+          f"GFLOP/s of the compiled training step ({step_ms:.1f} ms, {gflop:.2f} GFLOP; "
+          f"meta-step on {run.meta_batch_size} x {run.adapt_batch_size} + {schedule}) / "
+          "float32 matmul GFLOP/s"),
+          step_ms=round(step_ms, 2), gflop=round(gflop, 3)))
+      if config == "cheetah_vel_hard":
+        steps = 260 * 1000
+        hours = steps * step_ms / 1e3 / 3600
+        rows.append(make_row("projected paper budget cheetah_vel_hard", hours, 3.0,
+                             "hours <= 3", hours <= 3.0, detail=(
+                                 f"hours of {steps:,} training steps at {step_ms:.1f} ms "
+                                 "(collection and evaluation add about 5%) / the 3-hour goal")))
+      run.collector.close()
+    gin.clear_config()
+  return rows
+
+
 _MEMORY_PROBE = r"""
 import json, resource, sys
 import numpy as np
