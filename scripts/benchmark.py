@@ -632,6 +632,25 @@ def _fill_tables_from(run, data: List[Dict[str, np.ndarray]]) -> None:
     run.tables.add(task, ("adapt", "full"), data[task % len(data)])
 
 
+def _run_with_real_tables(config: str, root: str, bindings: List[str]):
+  """A MetaTrainingRun built under gin from gin/<config>.gin, every table filled with real
+  transitions (one short prior-context collection, cycled) and the normaliser set.
+
+  Returns (run, the collected per-task transitions).
+  """
+  from mier_tf import cli  # pylint: disable=g-import-not-at-top
+  from mier_tf.train import driver  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from mier_tf.train import meta_train  # pylint: disable=g-import-not-at-top
+  cli.parse_gin([os.path.join(cli.REPO_GIN_DIR, f"{config}.gin")], bindings, root_dir=root)
+  run = meta_train.MetaTrainingRun(root_dir=root)
+  data, _ = run.collector.collect(run.family.train_tasks[:run.collect_slots],
+                                  run._prior_contexts(run.collect_slots),  # pylint: disable=protected-access
+                                  pick(200, 10), run.explore_fn)
+  _fill_tables_from(run, data)
+  run.refresh_normalizer()
+  return run, data
+
+
 @stage("epoch")
 def bench_epoch() -> List[Row]:
   """One meta-training epoch vs the sum of its compute parts timed alone.
@@ -646,10 +665,6 @@ def bench_epoch() -> List[Row]:
   """
   import gin  # pylint: disable=g-import-not-at-top
 
-  from mier_tf import cli  # pylint: disable=g-import-not-at-top
-  from mier_tf.train import driver  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  from mier_tf.train import meta_train  # pylint: disable=g-import-not-at-top
-
   train_steps = pick(40, 2)
   rows = []
   for name in ("cheetah_vel_hard", "ant_negjoints"):
@@ -659,16 +674,9 @@ def bench_epoch() -> List[Row]:
                   "make_task_tables.backend = 'in_process'"]
       if QUICK:
         bindings += ["MetaTrainingRun.prior_steps = 4", "MetaTrainingRun.posterior_steps = 6"]
-      cli.parse_gin([os.path.join(cli.REPO_GIN_DIR, f"{name}.gin")], bindings, root_dir=root)
-      run = meta_train.MetaTrainingRun(root_dir=root)
+      run, seed_data = _run_with_real_tables(name, root, bindings)
       k = run.tasks_per_epoch
       collect_steps = run.prior_steps + run.posterior_steps
-      # Real transitions for every task's tables (one short prior-context collection).
-      seed_data, _ = run.collector.collect(run.family.train_tasks[:run.collect_slots],
-                                           run._prior_contexts(run.collect_slots),  # pylint: disable=protected-access
-                                           pick(200, 10), run.explore_fn)
-      _fill_tables_from(run, seed_data)
-      run.refresh_normalizer()
       ids = np.arange(run.meta_batch_size)
       fixed = (tensors(run.tables.sample(ids, "adapt", run.adapt_batch_size)),
                tensors(run.tables.sample(ids, "full", run.eval_batch_size)))
@@ -784,10 +792,6 @@ def bench_training_step() -> List[Row]:
   """
   import gin  # pylint: disable=g-import-not-at-top
 
-  from mier_tf import cli  # pylint: disable=g-import-not-at-top
-  from mier_tf.train import driver  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  from mier_tf.train import meta_train  # pylint: disable=g-import-not-at-top
-
   matmul32 = _matmul_gflops(tf.float32)
   matmul16 = _matmul_gflops(tf.bfloat16)
   rows = [make_row("matmul bfloat16 vs float32", matmul16, matmul32, detail=(
@@ -800,13 +804,7 @@ def bench_training_step() -> List[Row]:
       if QUICK:
         bindings += ["MetaTrainingRun.meta_batch_size = 2", "MetaTrainingRun.adapt_batch_size = 8",
                      "MetaTrainingRun.eval_batch_size = 8"]
-      cli.parse_gin([os.path.join(cli.REPO_GIN_DIR, f"{config}.gin")], bindings, root_dir=root)
-      run = meta_train.MetaTrainingRun(root_dir=root)
-      data, _ = run.collector.collect(run.family.train_tasks[:run.collect_slots],
-                                      run._prior_contexts(run.collect_slots),  # pylint: disable=protected-access
-                                      pick(200, 10), run.explore_fn)
-      _fill_tables_from(run, data)
-      run.refresh_normalizer()
+      run, _ = _run_with_real_tables(config, root, bindings)
       ids = np.arange(run.meta_batch_size)
       batches = run._sample_step_batches(ids)  # pylint: disable=protected-access
       step = lambda: run._train_step_fn(*batches, with_summaries=False)[1].critic_loss.numpy()  # pylint: disable=protected-access
