@@ -102,3 +102,43 @@ def test_corrupt_parts_are_named(tmp_path):
     f.write(b"garbage")
   with pytest.raises(checkpoints.CheckpointError, match="ckpt-2"):
     _make(str(tmp_path))[0].restore()
+
+
+def test_a_kill_during_the_first_save_leaves_a_run_that_starts_afresh(tmp_path):
+  # TensorFlow writes ckpt-1.* before its `checkpoint` index: a kill in between leaves this.
+  ckpt, tables, *_ = _make(str(tmp_path))
+  tables.add(0, "full", _rows(2, 1.0))
+  ckpt.save(np.random.default_rng(0))
+  os.remove(tmp_path / "checkpoint")
+  os.makedirs(tmp_path / "ckpt-1_temp")
+  fresh, fresh_tables, *_ = _make(str(tmp_path))
+  assert fresh.restore() is False
+  assert not [n for n in os.listdir(tmp_path) if n.startswith(("ckpt-", "replay_", "driver_"))]
+  # The run then saves its first checkpoint again, as number 1, and it restores.
+  fresh_tables.add(1, "full", _rows(3, 2.0))
+  assert fresh.save(np.random.default_rng(0)).endswith("ckpt-1")
+  again, again_tables, *_ = _make(str(tmp_path))
+  assert again.restore()
+  np.testing.assert_array_equal(again_tables.sizes(), [[0, 0], [0, 3]])
+
+
+def test_a_lost_index_after_later_checkpoints_is_an_error_naming_it(tmp_path):
+  ckpt, *_ = _make(str(tmp_path))
+  ckpt.save(np.random.default_rng(0))
+  ckpt.save(np.random.default_rng(0))
+  os.remove(tmp_path / "checkpoint")
+  with pytest.raises(checkpoints.CheckpointError, match=r"checkpoint: missing or unreadable"):
+    _make(str(tmp_path))[0].restore()
+  assert any(n.startswith("ckpt-2") for n in os.listdir(tmp_path))  # nothing was deleted
+
+
+def test_a_corrupt_replay_checkpoint_raises_the_one_checkpoint_error(tmp_path):
+  assert replay.CheckpointError is checkpoints.CheckpointError
+  ckpt, tables, *_ = _make(str(tmp_path))
+  tables.add(0, "full", _rows(2, 1.0))
+  ckpt.save(np.random.default_rng(0))
+  replay_dir = tmp_path / "replay_1"
+  with open(replay_dir / "LATEST", "w") as f:
+    f.write("garbage")
+  with pytest.raises(checkpoints.CheckpointError, match="LATEST"):
+    _make(str(tmp_path))[0].restore()

@@ -33,6 +33,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Type
 import gin
 import numpy as np
 
+from mier_tf import errors
+
 FIELDS = ("observation", "action", "reward", "next_observation", "discount")
 LATEST = "LATEST"
 MANIFEST = "manifest.json"
@@ -43,11 +45,8 @@ _FORMAT_VERSION = 1
 TableSpec = Union[str, Sequence[str]]
 
 
-class CheckpointError(RuntimeError):
-  """A replay checkpoint is missing, incomplete, corrupt or belongs to other tables.
-
-  The message starts with the path of the file (or folder) at fault.
-  """
+# The one checkpoint error of the project (replay, driver state and TF checkpoints alike).
+CheckpointError = errors.CheckpointError
 
 
 def latest_checkpoint(directory: str) -> Optional[str]:

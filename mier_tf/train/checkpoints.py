@@ -18,9 +18,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-
-class CheckpointError(RuntimeError):
-  """A checkpoint is missing a part or cannot be read."""
+from mier_tf.errors import CheckpointError  # re-exported: the one checkpoint error
 
 
 class RunCheckpointer:
@@ -69,13 +67,28 @@ class RunCheckpointer:
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
   def restore(self) -> bool:
-    """Restores the latest checkpoint if there is one; returns whether it did."""
+    """Restores the latest checkpoint if there is one; returns whether it did.
+
+    TensorFlow writes `ckpt-1*` before the `checkpoint` index exists, so a kill during the
+    run's first save leaves ckpt-1 files and no index: nothing was ever complete, and they
+    are removed (the run starts afresh). Files of any later checkpoint without an index
+    mean the index itself was lost: that is an error, not a fresh start.
+    """
     latest = self.manager.latest_checkpoint
     if latest is None:
-      if os.path.isdir(self.directory) and any(
-          n.startswith("ckpt-") for n in os.listdir(self.directory)):
-        raise CheckpointError(f"{self.directory}: checkpoint files without a readable "
-                              "'checkpoint' index file")
+      orphans = [n for n in os.listdir(self.directory) if n.startswith("ckpt-")] if (
+          os.path.isdir(self.directory)) else []
+      numbers = {int(m.group(1)) for m in map(re.compile(r"ckpt-(\d+)").match, orphans) if m}
+      if numbers - {1}:
+        raise CheckpointError(f"{os.path.join(self.directory, 'checkpoint')}: missing or "
+                              f"unreadable, but checkpoint files {sorted(orphans)[:3]} exist")
+      for name in orphans:  # the remains of an interrupted first save
+        path = os.path.join(self.directory, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+      if orphans:
+        logging.warning("%s: removed the remains of an interrupted first checkpoint (%s)",
+                        self.directory, ", ".join(sorted(orphans)))
+        self._prune()
       return False
     number = self._number(latest)
     try:
