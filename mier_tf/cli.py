@@ -4,6 +4,7 @@ import datetime
 import glob
 import logging
 import os
+import re
 import sys
 from typing import Iterator, Optional, Sequence
 
@@ -62,6 +63,63 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str],
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     root_dir = os.path.join("runs", name, stamp)
   return root_dir
+
+
+_STATEMENT = re.compile(r"^((?:[\w.]+/)*[A-Za-z_][\w.]*)\s*=", re.MULTILINE)
+_REFERENCE = re.compile(r"@((?:[\w.]+/)*[A-Za-z_][\w.]*)")
+_CODE_LINE = re.compile(r"^\s*(include|import|from)\b")
+
+
+def _project_configurable(name: str, packages: Sequence[str] = ("mier_tf",)) -> bool:
+  """Whether `name` (a selector, without scope or parameter) is a configurable of `packages`."""
+  match = gin.config._REGISTRY.get_match(name)  # pylint: disable=protected-access
+  return match is not None and match.module.split(".")[0] in packages
+
+
+def parse_run_config(path: str, gin_bindings: Sequence[str] = ()) -> None:
+  """Parses a run's saved gin config as data: bindings of mier_tf's own configurables only.
+
+  A run directory may come from anyone (a colleague, a download): its config must not run
+  code. Gin files can `include` and `import` (with dynamic registration, any Python
+  callable), so a line that includes or imports is refused; every binding must set a
+  parameter of a configurable of mier_tf (or of the TF-Agents networks it builds, which
+  gin records too), and every `@` reference must name one of mier_tf's. Nothing of the
+  run's directory is put on gin's include path.
+
+  Args:
+    path: the run's operative_config.gin.
+    gin_bindings: the user's own bindings, applied after it (they are trusted).
+
+  Raises:
+    UsageError: naming the file and line at fault.
+  """
+  try:
+    with open(path) as f:
+      text = f.read()
+  except OSError as e:
+    raise UsageError(f"{path}: unreadable ({e.strerror})") from e
+  for number, line in enumerate(text.splitlines(), 1):
+    if _CODE_LINE.match(line):
+      raise UsageError(f"{path}:{number}: a run's config is read as data, and this line "
+                       f"includes or imports ({line.strip()[:60]!r}); it is refused")
+  for selector in _STATEMENT.findall(text):
+    configurable = selector.split("/")[-1].rsplit(".", 1)[0]  # drop scope and parameter
+    if not _project_configurable(configurable, ("mier_tf", "tf_agents")):
+      raise UsageError(f"{path}: {selector!r} binds no configurable of mier_tf; a run's "
+                       "config may only bind mier_tf's own")
+  for selector in _REFERENCE.findall(text):
+    if not _project_configurable(selector.split("/")[-1]):
+      raise UsageError(f"{path}: '@{selector}' is not a mier_tf configurable; a run's "
+                       "config may only refer to mier_tf's own")
+  logging.disable(logging.ERROR)
+  try:
+    gin.parse_config(text)
+    gin.parse_config_files_and_bindings([], gin_bindings, finalize_config=False)
+  except (ValueError, SyntaxError, KeyError, IOError) as e:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UsageError(f"bad gin config ({path}; bindings {list(gin_bindings)!r}): {first}") from e
+  finally:
+    logging.disable(logging.NOTSET)
 
 
 @contextlib.contextmanager

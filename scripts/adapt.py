@@ -30,7 +30,7 @@ def main(argv):
     config = os.path.join(FLAGS.root_dir, "operative_config.gin")
     if not os.path.isfile(config):
       raise cli.UsageError(f"{config} not found: --root_dir must be a run of scripts/train.py")
-    cli.parse_gin([config], FLAGS.gin_bindings, FLAGS.root_dir)
+    cli.parse_run_config(config, FLAGS.gin_bindings)
     if FLAGS.task == "all":
       adapt_ood.adapt_all_test_tasks(FLAGS.root_dir)
     else:

@@ -1,0 +1,52 @@
+"""mier_tf.cli: a run's saved config is read as data, never as code."""
+import os
+
+import gin
+import pytest
+
+from mier_tf import cli
+from mier_tf.train import driver  # noqa: F401  registers every configurable
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+@pytest.fixture
+def saved_config(tmp_path):
+  """The smoke config as train.py saves it (every binding, flat), in a run directory."""
+  cli.parse_gin([os.path.join(cli.REPO_GIN_DIR, "smoke.gin")], [], root_dir="unused")
+  text = gin.config_str()
+  gin.clear_config()
+  path = tmp_path / "operative_config.gin"
+  path.write_text(text)
+  return path, text
+
+
+def test_a_saved_config_parses_as_data_with_the_users_bindings_after_it(saved_config):
+  path, _ = saved_config
+  cli.parse_run_config(str(path), ["adapt_ood.num_epochs = 7"])
+  assert gin.query_parameter("MetaTrainingRun.family") == "cheetah_vel_hard"
+  assert gin.query_parameter("ContextualDynamicsModel.hidden_sizes") == (32, 32)
+  assert gin.query_parameter("adapt_ood.num_epochs") == 7
+
+
+@pytest.mark.parametrize("line, message", [
+    ("include '/tmp/evil.gin'", "includes or imports"),
+    ("from __gin__ import dynamic_registration", "includes or imports"),
+    ("import os", "includes or imports"),
+    ("os.system.command = 'touch /tmp/x'", "binds no configurable of mier_tf"),
+    ("MetaTrainingRun.family = @os.system", "'@os.system' is not a mier_tf configurable"),
+    ("MetaTrainingRun.family = @tf_agents_thing()", "is not a mier_tf configurable"),
+])
+def test_code_in_a_saved_config_is_refused_naming_the_file(saved_config, line, message):
+  path, text = saved_config
+  path.write_text(text + "\n" + line + "\n")
+  with pytest.raises(cli.UsageError, match=message) as error:
+    cli.parse_run_config(str(path))
+  assert str(path) in str(error.value)
+  if "includes" in message:  # the line number is named
+    assert f":{len(text.splitlines()) + 2}:" in str(error.value)
