@@ -133,17 +133,18 @@ def one_line_errors() -> Iterator[None]:
   absl_logging.set_verbosity(absl_logging.ERROR)  # TF's SavedModel code logs through absl
   logging.getLogger().setLevel(logging.INFO)  # ...while our own progress lines stay visible
   logging.getLogger("absl").setLevel(logging.ERROR)
-  from mier_tf.train import checkpoints, meta_train  # pylint: disable=import-outside-toplevel
+  from mier_tf.train import checkpoints, run_dir  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  known = (UsageError, checkpoints.CheckpointError, meta_train.ConfigMismatchError,
-           ValueError, FileNotFoundError, FloatingPointError)
+  known = (UsageError, checkpoints.CheckpointError, run_dir.ConfigMismatchError,
+           run_dir.RunDirectoryBusy, ValueError, FileNotFoundError, FloatingPointError)
   try:
     yield
   except tf.errors.InvalidArgumentError as e:
-    if "not finite" not in e.message and "NaN" not in e.message:
+    if not any(s in e.message for s in ("not finite", "NaN", "inf or nan")):
       raise
     detail = next((line.strip() for line in e.message.splitlines()
-                   if "not finite" in line or "NaN" in line), e.message.splitlines()[0])
+                   if any(s in line for s in ("not finite", "NaN", "inf or nan"))),
+                  e.message.splitlines()[0])
     sys.stderr.write(f"error: training diverged: {detail}\n")
     sys.exit(3)
   except known as e:
@@ -152,6 +153,12 @@ def one_line_errors() -> Iterator[None]:
     message = " ".join(str(e).split()) or type(e).__name__
     logging.debug("full error", exc_info=True)
     sys.stderr.write(f"error: {message}\n")
+    sys.exit(2)
+  except OSError as e:  # a root_dir that is a file or read-only, a full disk...
+    if os.environ.get("MIER_DEBUG"):
+      raise
+    where = f"{e.filename}: " if e.filename else ""
+    sys.stderr.write(f"error: {where}{e.strerror or e}\n")
     sys.exit(2)
 
 

@@ -25,20 +25,22 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from mier_tf.train import adapt_ood, driver  # noqa: F401  pylint: disable=g-import-not-at-top
+  from mier_tf.train import adapt_ood, driver, run_dir  # noqa: F401  pylint: disable=g-import-not-at-top
   with cli.one_line_errors():
     config = os.path.join(FLAGS.root_dir, "operative_config.gin")
     if not os.path.isfile(config):
       raise cli.UsageError(f"{config} not found: --root_dir must be a run of scripts/train.py")
     cli.parse_run_config(config, FLAGS.gin_bindings)
-    if FLAGS.task == "all":
-      adapt_ood.adapt_all_test_tasks(FLAGS.root_dir)
-    else:
-      try:
-        index = int(FLAGS.task)
-      except ValueError:
-        raise cli.UsageError(f"--task must be a test task index or 'all', not {FLAGS.task!r}")
-      adapt_ood.adapt_ood(FLAGS.root_dir, index)
+    with run_dir.RunDirectoryLock(FLAGS.root_dir):
+      if FLAGS.task == "all":
+        adapt_ood.adapt_all_test_tasks(FLAGS.root_dir)
+      else:
+        try:
+          index = int(FLAGS.task)
+        except ValueError:
+          raise cli.UsageError(
+              f"--task must be a test task index or 'all', not {FLAGS.task!r}") from None
+        adapt_ood.adapt_ood(FLAGS.root_dir, index)
 
 
 if __name__ == "__main__":

@@ -168,6 +168,15 @@ def _counters_and_sizes(root):
   return counters, tables.sizes()
 
 
+def test_rerunning_a_finished_run_says_so_and_changes_nothing(run_dir):
+  before = {part: _tree_digest(os.path.join(run_dir, part))
+            for part in ("eval", "export", "checkpoints", "train")}
+  proc = _train(run_dir)
+  assert "already finished with this configuration; nothing to do" in proc.stderr
+  for part, digest in before.items():
+    assert _tree_digest(os.path.join(run_dir, part)) == digest, part
+
+
 def test_resume_matches_an_uninterrupted_run(run_dir, tmp_path):
   root = str(tmp_path / "resumed")
   _train(root, "meta_train.num_epochs=1", "train_and_adapt.adapt_test_tasks=False")

@@ -166,9 +166,20 @@ def adapt_ood(
 
 
 @gin.configurable
-def adapt_all_test_tasks(root_dir: str, task_indices: Optional[Sequence[int]] = None) -> list:
-  """Runs `adapt_ood` on the chosen test tasks (default all) of the run in root_dir."""
+def adapt_all_test_tasks(root_dir: str, task_indices: Optional[Sequence[int]] = None,
+                         skip_done: bool = False) -> list:
+  """Runs `adapt_ood` on the chosen test tasks (default all) of the run in root_dir.
+
+  Args:
+    root_dir: a meta-training run's directory.
+    task_indices: test task indices (default all).
+    skip_done: leave out tasks that eval/results.json already has a MIER return for (a
+      resumed job continues where it was interrupted).
+  """
   run = meta_train_lib.MetaTrainingRun(root_dir)
   indices = (list(range(len(run.family.test_tasks))) if task_indices is None
              else list(task_indices))
+  if skip_done:
+    done = meta_train_lib.read_results(root_dir)["test_tasks"]
+    indices = [i for i in indices if "mier" not in done.get(str(i), {})]
   return [adapt_ood(root_dir, i, run=run) for i in indices]

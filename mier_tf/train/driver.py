@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from mier_tf.train import adapt_ood
 from mier_tf.train import meta_train as meta_train_lib
+from mier_tf.train import run_dir
 
 
 def write_operative_config(root_dir: str) -> None:
@@ -16,10 +17,7 @@ def write_operative_config(root_dir: str) -> None:
   # values every configurable that ran actually used, defaults included.
   config = ("# All bindings parsed.\n" + gin.config_str() +
             "\n# Operative values (defaults included).\n" + gin.operative_config_str())
-  path = os.path.join(root_dir, "operative_config.gin")
-  with open(path + ".tmp", "w") as f:
-    f.write(config)
-  os.replace(path + ".tmp", path)
+  run_dir.atomic_write(os.path.join(root_dir, "operative_config.gin"), config)
   writer = tf.summary.create_file_writer(os.path.join(root_dir, "train"))
   with writer.as_default(step=0):
     lines = [f"    {line}" for line in config.splitlines()]  # markdown code block
@@ -31,15 +29,31 @@ def write_operative_config(root_dir: str) -> None:
 def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> None:
   """Meta-trains on the configured family, then optionally runs experience relabeling.
 
+  Holds the root_dir's lock throughout; refuses a root_dir of another configuration before
+  writing anything; resumes an interrupted job where it stopped (meta-training from its
+  checkpoint, relabeling at the first test task without a MIER result); and on a job that
+  already finished with this configuration says so and changes nothing.
+
   Args:
     root_dir: the run's output directory.
     adapt_test_tasks: after meta-training, run out-of-distribution adaptation (MIER,
       Algorithm 2) on every test task and add its returns to eval/results.json.
   """
-  run = meta_train_lib.meta_train(root_dir, on_start=write_operative_config)
-  results = meta_train_lib.write_results(run)
-  if adapt_test_tasks:
-    adapt_ood.adapt_all_test_tasks(root_dir)
-  write_operative_config(root_dir)
-  logging.info("Results in %s", os.path.join(root_dir, "eval", "results.json"))
-  del results
+  config = gin.config_str()
+  results_file = os.path.join(root_dir, "eval", "results.json")
+  with run_dir.RunDirectoryLock(root_dir):
+    run_dir.check_identity(root_dir, config)
+    if run_dir.finished(root_dir, config) is not None:
+      logging.info("%s already finished with this configuration; nothing to do. Results in %s",
+                   root_dir, results_file)
+      return
+    run = meta_train_lib.meta_train(root_dir, on_start=write_operative_config)
+    done = meta_train_lib.read_results(root_dir)["test_tasks"]
+    if run.epochs_run or not any("mier_wr" in entry for entry in done.values()):
+      meta_train_lib.write_results(run)
+    if adapt_test_tasks:
+      adapt_ood.adapt_all_test_tasks(root_dir, skip_done=True)
+    write_operative_config(root_dir)
+    run_dir.mark_finished(root_dir, config, {"epoch": int(run.epoch.numpy()),
+                                             "env_steps": int(run.env_steps.numpy())})
+  logging.info("Results in %s", results_file)

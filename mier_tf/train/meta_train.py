@@ -36,12 +36,11 @@ from mier_tf.collect import MultiTaskCollector, flatten_tasks, stack_tasks
 from mier_tf.train import checkpoints
 from mier_tf.train import evaluation
 from mier_tf.train import export
+from mier_tf.train import run_dir
 
 
 
-class ConfigMismatchError(ValueError):
-  """The root_dir holds a checkpoint of another configuration."""
-
+ConfigMismatchError = run_dir.ConfigMismatchError  # the root_dir holds another run
 
 @gin.configurable
 class MetaTrainingRun:
@@ -354,19 +353,16 @@ class MetaTrainingRun:
 
 
 def _check_fingerprint(root_dir: str, fingerprint: dict) -> None:
-  """Refuses a root_dir that holds another configuration's run."""
+  """Refuses a root_dir that holds another family's or sizes' run (run.json)."""
   path = os.path.join(root_dir, "run.json")
   if os.path.exists(path):
-    with open(path) as f:
-      stored = json.load(f)
+    stored = run_dir.read_json(path)
     if stored != fingerprint:
       raise ConfigMismatchError(
           f"{root_dir} holds a run of another configuration ({stored}), not {fingerprint}: "
           "choose another --root_dir.")
   else:
-    os.makedirs(root_dir, exist_ok=True)
-    with open(path, "w") as f:
-      json.dump(fingerprint, f, indent=1)
+    run_dir.atomic_write_json(path, fingerprint)
 
 
 @gin.configurable
@@ -410,6 +406,7 @@ def meta_train(
     run.set_random_state(run.checkpointer.restored_extra_state)
     logging.info("Resumed %s at epoch %d", root_dir, int(run.epoch.numpy()))
 
+  run.epochs_run = 0
   total = num_epochs * run.train_steps_per_epoch
   with tqdm.tqdm(total=total, initial=int(run.epoch.numpy()) * run.train_steps_per_epoch,
                  desc=f"meta-train {run.family.name}", unit="step", dynamic_ncols=True) as bar:
@@ -420,6 +417,7 @@ def meta_train(
       run.refresh_normalizer()
       run.train_epoch(bar)
       run.epoch.assign_add(1)
+      run.epochs_run += 1
       epoch = int(run.epoch.numpy())
       last = epoch == num_epochs or _budget_spent(run, max_env_steps)
       if epoch % eval_interval == 0 or last:
@@ -430,8 +428,10 @@ def meta_train(
         run.checkpointer.save(run.rng, run.random_state())
   run.train_writer.flush()
   run.eval_writer.flush()
-  if export_at_end:
-    export_dir = os.path.join(root_dir, "export")
+  export_dir = os.path.join(root_dir, "export")
+  # A resumed run with nothing left to train keeps its export (a kill before it: write it).
+  if export_at_end and (run.epochs_run or not os.path.exists(
+      os.path.join(export_dir, "model", "saved_model.pb"))):
     export.export_policy(run.agent, export_dir)
     export.export_model(run.model, export_dir, run.inner_steps, run.inner_lr)
   return run
@@ -455,11 +455,7 @@ def read_results(root_dir: str) -> dict:
 
 
 def write_results_file(root_dir: str, results: dict) -> None:
-  path = results_path(root_dir)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(results, f, indent=1, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  run_dir.atomic_write_json(results_path(root_dir), results)
 
 
 def write_results(run: MetaTrainingRun) -> dict:
