@@ -68,3 +68,26 @@ def test_identification_reads_every_configured_training_task(small_run):
   assert report.num_tasks == 5
   assert np.isfinite(report.nll_state_before) and np.isfinite(report.nll_reward_after)
   assert report.within_spread > 0
+
+
+@pytest.mark.parametrize("binding, value, message", [
+    ("num_epochs", "abc", "meta_train.num_epochs must be an integer >= 1; got 'abc'"),
+    ("num_epochs", -1, "meta_train.num_epochs must be an integer >= 1; got -1"),
+    ("eval_interval", 0, "meta_train.eval_interval must be an integer >= 1; got 0"),
+    ("checkpoint_interval", 0, "meta_train.checkpoint_interval must be an integer >= 1"),
+    ("max_env_steps", 0.5, "meta_train.max_env_steps must be an integer >= 1"),
+])
+def test_bad_budget_is_refused_before_anything_is_written(tmp_path, binding, value, message):
+  root = tmp_path / "run"
+  with pytest.raises(ValueError, match=message):
+    meta_train.meta_train(str(root), **{binding: value})
+  assert not root.exists()
+
+
+def test_bad_run_setting_names_its_binding(tmp_path):
+  gin.clear_config()
+  with pytest.raises(ValueError, match="MetaTrainingRun.prior_steps must be an integer >= 1; "
+                     "got 'abc'"):
+    meta_train.MetaTrainingRun(str(tmp_path), family="cheetah_vel_hard", prior_steps="abc")
+  with pytest.raises(ValueError, match="MetaTrainingRun.meta_batch_size must be an integer"):
+    meta_train.MetaTrainingRun(str(tmp_path), family="cheetah_vel_hard", meta_batch_size=True)

@@ -26,7 +26,9 @@ def test_config_bindings_reads_multi_line_values():
 
 def test_another_configuration_is_refused_naming_what_differs(tmp_path):
   root = str(tmp_path)
-  run_dir.check_identity(root, CONFIG)
+  run_dir.check_identity(root, CONFIG)  # nothing stored yet: fine, and nothing written
+  assert not os.listdir(root)
+  run_dir.record_identity(root, CONFIG)
   run_dir.check_identity(root, CONFIG)  # the same: fine
   with pytest.raises(run_dir.ConfigMismatchError,
                      match=r"MetaTrainingRun.seed: 0 in the run, 1 now"):
@@ -36,6 +38,7 @@ def test_another_configuration_is_refused_naming_what_differs(tmp_path):
   # The budget may grow; the stored config follows it.
   longer = CONFIG.replace("num_epochs = 400", "num_epochs = 600")
   run_dir.check_identity(root, longer)
+  run_dir.record_identity(root, longer)
   with open(os.path.join(root, run_dir.RUN_CONFIG)) as f:
     assert f.read() == longer
 

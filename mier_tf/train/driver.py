@@ -47,7 +47,11 @@ def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> None:
       logging.info("%s already finished with this configuration; nothing to do. Results in %s",
                    root_dir, results_file)
       return
-    run = meta_train_lib.meta_train(root_dir, on_start=write_operative_config)
+    def on_start(root: str) -> None:  # the config is valid: the run was built from it
+      run_dir.record_identity(root, config)
+      write_operative_config(root)
+
+    run = meta_train_lib.meta_train(root_dir, on_start=on_start)
     done = meta_train_lib.read_results(root_dir)["test_tasks"]
     if run.epochs_run or not any("mier_wr" in entry for entry in done.values()):
       meta_train_lib.write_results(run)

@@ -43,6 +43,12 @@ from mier_tf.train import run_dir
 ConfigMismatchError = run_dir.ConfigMismatchError  # the root_dir holds another run
 
 @gin.configurable
+def _require_int(name: str, value, minimum: int) -> None:
+  """Raises ValueError naming the gin binding unless `value` is an integer >= minimum."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+
+
 class MetaTrainingRun:
   """The state of one meta-training run, with the steps of Algorithm 1 as methods.
 
@@ -107,6 +113,19 @@ class MetaTrainingRun:
       identification_tasks: int = 100,
       summary_interval: int = 100,
   ):
+    for name, value, minimum in (
+        ("seed", seed, 0), ("num_initial_rounds", num_initial_rounds, 0),
+        ("tasks_per_epoch", tasks_per_epoch, 1), ("prior_steps", prior_steps, 1),
+        ("posterior_steps", posterior_steps, 0),
+        ("train_steps_per_epoch", train_steps_per_epoch, 1),
+        ("meta_batch_size", meta_batch_size, 1), ("adapt_batch_size", adapt_batch_size, 1),
+        ("eval_batch_size", eval_batch_size, 1), ("context_dim", context_dim, 1),
+        ("inner_steps", inner_steps, 0), ("collect_slots", collect_slots, 1),
+        ("normalizer_rows", normalizer_rows, 1), ("eval_train_tasks", eval_train_tasks, 1),
+        ("eval_adapt_steps", eval_adapt_steps, 1),
+        ("identification_tasks", identification_tasks, 3),
+        ("summary_interval", summary_interval, 1)):
+      _require_int(f"MetaTrainingRun.{name}", value, minimum)
     self.root_dir = root_dir
     self.family = envs.get_task_family(family)
     self.rng = np.random.default_rng(seed)
@@ -390,6 +409,11 @@ def meta_train(
   Returns:
     The finished run.
   """
+  for name, value in (("num_epochs", num_epochs), ("eval_interval", eval_interval),
+                      ("checkpoint_interval", checkpoint_interval)):
+    _require_int(f"meta_train.{name}", value, 1)
+  if max_env_steps is not None:
+    _require_int("meta_train.max_env_steps", max_env_steps, 1)
   run = MetaTrainingRun(root_dir)
   _check_fingerprint(root_dir, run.fingerprint)
   if on_start is not None:

@@ -116,14 +116,13 @@ def config_bindings(text: str) -> Dict[str, str]:
 
 
 def check_identity(root_dir: str, config_text: str) -> None:
-  """Refuses a root_dir whose run had another configuration; records it for a new run.
+  """Refuses a root_dir whose run had another configuration (writes nothing).
 
   Raises:
     ConfigMismatchError: naming the bindings that differ (budget bindings may differ).
   """
   path = os.path.join(root_dir, RUN_CONFIG)
   if not os.path.exists(path):
-    atomic_write(path, config_text)
     return
   try:
     with open(path) as f:
@@ -141,8 +140,16 @@ def check_identity(root_dir: str, config_text: str) -> None:
         f"{root_dir} holds a run of another configuration ({path}): {shown}{more}. Choose "
         "another --root_dir (only " + ", ".join(sorted(RESUMABLE_BINDINGS)) +
         " may change on resume).")
-  if stored != now:
-    atomic_write(path, config_text)  # the budget changed
+
+
+def record_identity(root_dir: str, config_text: str) -> None:
+  """Stores the run's configuration (once it is validated), or its new budget."""
+  path = os.path.join(root_dir, RUN_CONFIG)
+  if os.path.exists(path):
+    with open(path) as f:
+      if f.read() == config_text:
+        return
+  atomic_write(path, config_text)
 
 
 def finished(root_dir: str, config_text: str) -> Optional[dict]:
