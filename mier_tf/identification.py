@@ -215,9 +215,10 @@ def score_export(export_dir: str, family_name: str, num_tasks: int = 40, steps: 
   family = envs.get_task_family(family_name)
   path = export_dir if os.path.isfile(os.path.join(export_dir, "saved_model.pb")) else (
       os.path.join(export_dir, "model"))
+  from mier_tf.train.saved_eval import load_saved_model  # pylint: disable=import-outside-toplevel
   if not os.path.isfile(os.path.join(path, "saved_model.pb")):
     raise FileNotFoundError(f"no model SavedModel at {path} (expected a run's export/ dir)")
-  model = tf.saved_model.load(path)
+  model = load_saved_model(path)
   prior = model.signatures["prior_context"]()["context"].numpy()
   inputs = model.signatures["adapt"].structured_input_signature[1]
   if inputs["observation"].shape[-1] != family.observation_dim:

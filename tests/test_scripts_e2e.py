@@ -259,3 +259,18 @@ def test_identify_bad_input_gets_one_line(args, message):
   assert proc.returncode == 2
   lines = proc.stderr.strip().splitlines()
   assert message in lines[-1] and lines[-1].startswith("error:")
+
+
+def test_a_truncated_saved_model_gets_one_line(run_dir, tmp_path):
+  import shutil  # pylint: disable=import-outside-toplevel
+  export = tmp_path / "export"
+  shutil.copytree(os.path.join(run_dir, "export"), export)
+  pb = export / "model" / "saved_model.pb"
+  pb.write_bytes(pb.read_bytes()[:100])
+  for script in (["scripts/evaluate.py", f"--export_dir={export}", "--family=cheetah_vel_hard"],
+                 ["scripts/identify.py", f"--export_dir={export}", "--family=cheetah_vel_hard"]):
+    proc = _run(script, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and "saved_model" not in lines[0] or "cannot be loaded" in lines[0]
+    assert f"{export / 'model'}: cannot be loaded" in lines[0], lines

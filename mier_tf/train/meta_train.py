@@ -42,13 +42,14 @@ from mier_tf.train import run_dir
 
 ConfigMismatchError = run_dir.ConfigMismatchError  # the root_dir holds another run
 
-@gin.configurable
+
 def _require_int(name: str, value, minimum: int) -> None:
   """Raises ValueError naming the gin binding unless `value` is an integer >= minimum."""
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
     raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
 
 
+@gin.configurable
 class MetaTrainingRun:
   """The state of one meta-training run, with the steps of Algorithm 1 as methods.
 

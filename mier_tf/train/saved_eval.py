@@ -12,6 +12,7 @@ import tf_agents  # noqa: F401  registers the distribution specs the policy Save
 from tf_agents.trajectories import time_step as ts
 
 from mier_tf import envs
+from mier_tf.errors import CheckpointError
 from mier_tf.collect import MultiTaskCollector
 from mier_tf.train.evaluation import evaluate_mier_wr
 
@@ -29,15 +30,26 @@ def saved_policy_fn(policy):
   return action_fn
 
 
+def load_saved_model(path: str):
+  """tf.saved_model.load, with a missing or corrupt SavedModel named in one error.
+
+  Raises:
+    FileNotFoundError: no saved_model.pb at `path`.
+    CheckpointError: it is there but cannot be loaded (truncated, corrupt).
+  """
+  if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+    raise FileNotFoundError(f"no SavedModel at {path} (expected a run's export/ directory)")
+  try:
+    return tf.saved_model.load(path)
+  except Exception as e:  # pylint: disable=broad-except  (protobuf, OpError, ValueError...)
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    raise CheckpointError(f"{path}: cannot be loaded ({type(e).__name__}: {first[:200]})") from e
+
+
 def load_export(export_dir: str):
   """Loads (policy, collect_policy, model) from a run's export/ directory."""
-  loaded = []
-  for name in ("policy", "collect_policy", "model"):
-    path = os.path.join(export_dir, name)
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-      raise FileNotFoundError(f"no SavedModel at {path} (expected a run's export/ directory)")
-    loaded.append(tf.saved_model.load(path))
-  return tuple(loaded)
+  return tuple(load_saved_model(os.path.join(export_dir, name))
+               for name in ("policy", "collect_policy", "model"))
 
 
 def evaluate_export(export_dir: str, family_name: str, split: str = "test",
