@@ -61,8 +61,19 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str],
   if root_dir is None:
     name = os.path.splitext(os.path.basename(paths[0]))[0]
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    root_dir = os.path.join("runs", name, stamp)
+    try:
+      seed = gin.query_parameter("MetaTrainingRun.seed")
+    except ValueError:
+      seed = 0
+    root_dir = os.path.join("runs", f"{name}__s{seed}__{stamp}")
   return root_dir
+
+
+def seed_bindings(seed: Optional[int]) -> list:
+  """The bindings of a --seed flag: every seeded part of a run (none if seed is None)."""
+  if seed is None:
+    return []
+  return [f"MetaTrainingRun.seed = {int(seed)}", f"adapt_ood.seed = {int(seed)}"]
 
 
 _STATEMENT = re.compile(r"^((?:[\w.]+/)*[A-Za-z_][\w.]*)\s*=", re.MULTILINE)

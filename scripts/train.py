@@ -15,7 +15,10 @@ from mier_tf import cli
 
 flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), e.g. gin/cheetah_vel_hard.gin.")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings overriding the files.")
-flags.DEFINE_string("root_dir", None, "Output directory (default runs/<config>/<time>).")
+flags.DEFINE_string("root_dir", None,
+                    "Output directory (default runs/<config>__s<seed>__<time>).")
+flags.DEFINE_integer("seed", None, "Seeds everything (binds MetaTrainingRun.seed and "
+                     "adapt_ood.seed); default: the config's.")
 FLAGS = flags.FLAGS
 
 
@@ -23,8 +26,10 @@ def main(argv):
   del argv
   from mier_tf.train import driver  # pylint: disable=g-import-not-at-top
   with cli.one_line_errors():
-    root_dir = cli.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.root_dir)
-    driver.train_and_adapt(root_dir)
+    bindings = list(FLAGS.gin_bindings) + cli.seed_bindings(FLAGS.seed)
+    root_dir = cli.parse_gin(FLAGS.gin_file, bindings, FLAGS.root_dir)
+    text = driver.train_and_adapt(root_dir)
+  print(text, flush=True)
 
 
 if __name__ == "__main__":

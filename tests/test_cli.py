@@ -50,3 +50,11 @@ def test_code_in_a_saved_config_is_refused_naming_the_file(saved_config, line, m
   assert str(path) in str(error.value)
   if "includes" in message:  # the line number is named
     assert f":{len(text.splitlines()) + 2}:" in str(error.value)
+
+
+def test_seed_flag_binds_every_seed_and_names_the_default_directory():
+  root = cli.parse_gin([os.path.join(cli.REPO_GIN_DIR, "smoke.gin")], cli.seed_bindings(3))
+  assert gin.query_parameter("MetaTrainingRun.seed") == 3
+  assert gin.query_parameter("adapt_ood.seed") == 3
+  assert os.path.basename(root).startswith("smoke__s3__")
+  assert cli.seed_bindings(None) == []

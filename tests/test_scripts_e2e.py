@@ -173,6 +173,9 @@ def test_rerunning_a_finished_run_says_so_and_changes_nothing(run_dir):
             for part in ("eval", "export", "checkpoints", "train")}
   proc = _train(run_dir)
   assert "already finished with this configuration; nothing to do" in proc.stderr
+  # The script ends with the run's summary on stdout, read from results.json.
+  assert f"Results of {run_dir} (cheetah_vel_hard, " in proc.stdout
+  assert "MIER-wR on 30 test tasks" in proc.stdout and "identification on 100" in proc.stdout
   for part, digest in before.items():
     assert _tree_digest(os.path.join(run_dir, part)) == digest, part
 

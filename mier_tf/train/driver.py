@@ -26,7 +26,7 @@ def write_operative_config(root_dir: str) -> None:
 
 
 @gin.configurable
-def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> None:
+def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> str:
   """Meta-trains on the configured family, then optionally runs experience relabeling.
 
   Holds the root_dir's lock throughout; refuses a root_dir of another configuration before
@@ -38,6 +38,9 @@ def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> None:
     root_dir: the run's output directory.
     adapt_test_tasks: after meta-training, run out-of-distribution adaptation (MIER,
       Algorithm 2) on every test task and add its returns to eval/results.json.
+
+  Returns:
+    The run's summary (`summary`), which the script prints.
   """
   config = gin.config_str()
   results_file = os.path.join(root_dir, "eval", "results.json")
@@ -46,7 +49,7 @@ def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> None:
     if run_dir.finished(root_dir, config) is not None:
       logging.info("%s already finished with this configuration; nothing to do. Results in %s",
                    root_dir, results_file)
-      return
+      return summary(root_dir)
     def on_start(root: str) -> None:  # the config is valid: the run was built from it
       run_dir.record_identity(root, config)
       write_operative_config(root)
@@ -61,3 +64,33 @@ def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> None:
     run_dir.mark_finished(root_dir, config, {"epoch": int(run.epoch.numpy()),
                                              "env_steps": int(run.env_steps.numpy())})
   logging.info("Results in %s", results_file)
+  return summary(root_dir)
+
+
+def summary(root_dir: str, max_tasks: int = 12) -> str:
+  """A short text of what the run produced, from eval/results.json (for the scripts' end)."""
+  results = meta_train_lib.read_results(root_dir)
+  tasks = results.get("test_tasks", {})
+  lines = [f"Results of {root_dir} ({results.get('family', '?')}, "
+           f"{results.get('env_steps', 0):,} meta-training env steps):"]
+  if "train_return_mier_wr" in results:
+    lines.append(f"  MIER-wR on training tasks {results['train_return_mier_wr']:.1f} "
+                 f"(standing still {results.get('train_standing_still', float('nan')):.1f})")
+  wr = [t["mier_wr"] for t in tasks.values() if "mier_wr" in t]
+  still = [t["standing_still"] for t in tasks.values() if "standing_still" in t]
+  if wr:
+    lines.append(f"  MIER-wR on {len(wr)} test tasks {sum(wr) / len(wr):.1f}" +
+                 (f" (standing still {sum(still) / len(still):.1f})" if still else ""))
+  ident = results.get("identification")
+  if ident:
+    lines.append(f"  identification on {int(ident['num_tasks'])} training tasks: R^2 "
+                 f"{ident['r2']:.3f}, spread ratio {ident['spread_ratio']:.1f}")
+  adapted = sorted((int(i), t) for i, t in tasks.items() if "mier" in t)
+  for index, task in adapted[:max_tasks]:
+    lines.append(f"  test task {index} ({task.get('task', '')}): MIER-wR {task['mier_wr']:.1f}, "
+                 f"MIER {task['mier']:.1f}")
+  if len(adapted) > max_tasks:
+    lines.append(f"  ... and {len(adapted) - max_tasks} more test tasks with MIER")
+  lines.append(f"Files: {os.path.join(root_dir, 'eval', 'results.json')}, "
+               f"{os.path.join(root_dir, 'export')}/; TensorBoard: tensorboard --logdir {root_dir}")
+  return "\n".join(lines)
