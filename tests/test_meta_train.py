@@ -91,3 +91,12 @@ def test_bad_run_setting_names_its_binding(tmp_path):
     meta_train.MetaTrainingRun(str(tmp_path), family="cheetah_vel_hard", prior_steps="abc")
   with pytest.raises(ValueError, match="MetaTrainingRun.meta_batch_size must be an integer"):
     meta_train.MetaTrainingRun(str(tmp_path), family="cheetah_vel_hard", meta_batch_size=True)
+
+
+def test_evaluated_training_tasks_are_fixed_and_span_the_training_range(small_run):
+  run = small_run(eval_train_tasks=5)
+  velocities = [run.family.train_tasks[i] for i in run.eval_train_ids]
+  assert len(velocities) == 5
+  assert min(velocities) < 0.05 and max(velocities) > 1.45  # train v ~ U(0, 1.5)
+  assert sorted(velocities) == pytest.approx(np.quantile(run.family.train_tasks,
+                                                         [0, .25, .5, .75, 1]), abs=0.05)

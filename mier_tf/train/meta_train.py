@@ -77,8 +77,8 @@ class MetaTrainingRun:
     collect_slots: tasks stepped together by the collector.
     normalizer_rows: rows sampled from the full tables to refresh input normalisation.
     eval_train_tasks: training tasks evaluated at each evaluation: the same ones every time,
-      spread evenly over the family's list (fresh draws moved the standing-still baseline
-      by +-40 between evaluations).
+      spread evenly over the range of the task parameter (fresh draws moved the
+      standing-still baseline by +-40 between evaluations).
     eval_adapt_steps: prior-context transitions collected per task to adapt at evaluation.
     identification_tasks: training tasks (the first ones) on which each evaluation measures
       identification (`mier_tf.identification`), from their replay tables.
@@ -148,9 +148,12 @@ class MetaTrainingRun:
     self.inner_steps, self.inner_lr = inner_steps, inner_lr
     self.collect_slots = collect_slots
     self.normalizer_rows = normalizer_rows
+    # Spread over the task parameter (its first feature), so that the evaluated tasks span
+    # the training range: velocities from slow to fast, not a random handful.
     num_train = len(self.family.train_tasks)
-    self.eval_train_ids = np.unique(
-        np.linspace(0, num_train - 1, min(eval_train_tasks, num_train)).astype(int))
+    order = np.argsort(self.family.task_features(self.family.train_tasks)[:, 0], kind="stable")
+    self.eval_train_ids = np.sort(order[np.unique(
+        np.linspace(0, num_train - 1, min(eval_train_tasks, num_train)).round().astype(int))])
     self._standing_still: Optional[Dict[str, np.ndarray]] = None
     self.eval_adapt_steps = eval_adapt_steps
     self.identification_tasks = min(identification_tasks, len(self.family.train_tasks))
