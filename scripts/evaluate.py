@@ -1,5 +1,6 @@
 """Evaluates exported SavedModels on a task family; prints JSON returns on stdout.
 
+    python scripts/evaluate.py --root_dir=runs/X --split=test --num_episodes=3
     python scripts/evaluate.py --export_dir=runs/X/export --family=cheetah_vel_hard --split=test
 
 Only the SavedModels in export_dir are loaded (policy, collect_policy, model), not the training
@@ -18,8 +19,10 @@ from absl import flags
 
 from mier_tf import cli
 
-flags.DEFINE_string("export_dir", None, "A run's export/ directory.", required=True)
-flags.DEFINE_string("family", None, "Task family name.", required=True)
+flags.DEFINE_string("root_dir", None, "A run's directory (its family is read from run.json).")
+flags.DEFINE_string("export_dir", None, "A run's export/ directory (needs --family).")
+flags.DEFINE_string("family", None, "Task family name (default: the run's).")
+flags.DEFINE_integer("num_episodes", 1, "MIER-wR episodes per task (mean and spread).")
 flags.DEFINE_enum("split", "test", ["train", "test"], "Which tasks of the family.")
 flags.DEFINE_list("tasks", None, "Task indices in the split (default: all).")
 flags.DEFINE_integer("seed", 0, "Seed of the environment resets.")
@@ -30,8 +33,9 @@ def main(argv):
   del argv
   from mier_tf.train import saved_eval  # pylint: disable=g-import-not-at-top
   with cli.one_line_errors():
-    report = saved_eval.evaluate_export(FLAGS.export_dir, FLAGS.family, FLAGS.split,
-                                        FLAGS.tasks, FLAGS.seed)
+    export_dir, family = cli.export_and_family(FLAGS.root_dir, FLAGS.export_dir, FLAGS.family)
+    report = saved_eval.evaluate_export(export_dir, family, FLAGS.split, FLAGS.tasks,
+                                        FLAGS.seed, FLAGS.num_episodes)
   print(json.dumps(report, indent=1))
 
 

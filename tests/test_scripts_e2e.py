@@ -135,6 +135,15 @@ def test_evaluate_script_reports_json(run_dir):
   assert report["mean_return"] == pytest.approx(np.mean([t["return"] for t in report["tasks"]]))
 
 
+def test_evaluate_reads_the_family_from_the_run_and_repeats_episodes(run_dir):
+  proc = _run(["scripts/evaluate.py", f"--root_dir={run_dir}", "--split=train", "--tasks=1",
+               "--num_episodes=2"])
+  report = json.loads(proc.stdout)
+  assert report["family"] == "cheetah_vel_hard" and report["num_episodes"] == 2
+  (task,) = report["tasks"]
+  assert len(task["returns"]) == 2 and task["return"] == pytest.approx(np.mean(task["returns"]))
+
+
 def test_adapt_then_plot(run_dir):
   before = _tree_digest(os.path.join(run_dir, "checkpoints"))
   _run(["scripts/adapt.py", f"--root_dir={run_dir}", "--task=0"])

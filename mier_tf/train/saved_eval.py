@@ -53,7 +53,8 @@ def load_export(export_dir: str):
 
 
 def evaluate_export(export_dir: str, family_name: str, split: str = "test",
-                    task_indices: Optional[Sequence] = None, seed: int = 0) -> dict:
+                    task_indices: Optional[Sequence] = None, seed: int = 0,
+                    num_episodes: int = 1) -> dict:
   """MIER-wR returns of exported SavedModels on a family's tasks.
 
   Args:
@@ -62,10 +63,14 @@ def evaluate_export(export_dir: str, family_name: str, split: str = "test",
     split: "train" or "test".
     task_indices: indices into the split (default all).
     seed: seed of the environment resets.
+    num_episodes: MIER-wR episodes per task, each adapted on fresh prior-context data.
 
   Returns:
-    {"family", "split", "mean_return", "tasks": [{"index", "task", "return"}]}.
+    {"family", "split", "num_episodes", "mean_return", "std_return" (over tasks' means),
+    "tasks": [{"index", "task", "return" (mean), "returns" (each episode)}]}.
   """
+  if num_episodes < 1:
+    raise ValueError(f"--num_episodes must be >= 1; got {num_episodes}")
   family = envs.get_task_family(family_name)
   policy, collect_policy, model = load_export(export_dir)
   tasks = family.train_tasks if split == "train" else family.test_tasks
@@ -91,10 +96,15 @@ def evaluate_export(export_dir: str, family_name: str, split: str = "test",
                      for k in range(batch["observation"].shape[0])])
 
   collector = MultiTaskCollector(family, num_slots=10, seed=seed)
-  returns = evaluate_mier_wr(collector, [tasks[i] for i in indices], prior, adapt_fn,
-                             saved_policy_fn(collect_policy), saved_policy_fn(policy),
-                             family.max_episode_steps, slots=10)
+  episodes = np.stack([
+      evaluate_mier_wr(collector, [tasks[i] for i in indices], prior, adapt_fn,
+                       saved_policy_fn(collect_policy), saved_policy_fn(policy),
+                       family.max_episode_steps, slots=10)
+      for _ in range(num_episodes)], axis=1)  # [tasks, episodes]
   collector.close()
-  return {"family": family_name, "split": split, "mean_return": float(np.mean(returns)),
-          "tasks": [{"index": i, "task": family.describe_task(tasks[i]), "return": float(r)}
-                    for i, r in zip(indices, returns)]}
+  means = episodes.mean(axis=1)
+  return {"family": family_name, "split": split, "num_episodes": num_episodes,
+          "mean_return": float(means.mean()), "std_return": float(means.std()),
+          "tasks": [{"index": i, "task": family.describe_task(tasks[i]),
+                     "return": float(m), "returns": [float(r) for r in row]}
+                    for i, m, row in zip(indices, means, episodes)]}
