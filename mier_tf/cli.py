@@ -143,6 +143,17 @@ def one_line_errors() -> Iterator[None]:
   from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
   absl_logging.set_verbosity(absl_logging.ERROR)  # TF's SavedModel code logs through absl
   logging.getLogger().setLevel(logging.INFO)  # ...while our own progress lines stay visible
+  # One plain stderr handler instead of absl's, so that the progress bars can route log lines
+  # above themselves (tqdm's logging_redirect_tqdm only knows stream handlers).
+  root = logging.getLogger()
+  for handler in list(root.handlers):
+    if handler is absl_logging.get_absl_handler():
+      root.removeHandler(handler)
+  if not any(getattr(h, "_mier_tf", False) for h in root.handlers):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler._mier_tf = True  # pylint: disable=protected-access
+    root.addHandler(handler)
   logging.getLogger("absl").setLevel(logging.ERROR)
   from mier_tf.train import checkpoints, run_dir  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel

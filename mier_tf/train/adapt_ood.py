@@ -19,6 +19,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mier_tf import model as model_lib
 from mier_tf import relabel
@@ -127,7 +128,8 @@ def adapt_ood(
   context_row = context[None]
   curve = []
   step = 0
-  with tqdm.tqdm(total=num_epochs * steps_per_epoch, desc=f"adapt task {task_index}",
+  with logging_redirect_tqdm(), tqdm.tqdm(
+      total=num_epochs * steps_per_epoch, desc=f"adapt task {task_index}",
                  unit="step", dynamic_ncols=True, leave=False) as bar:
     for epoch in range(num_epochs):
       for _ in range(steps_per_epoch):

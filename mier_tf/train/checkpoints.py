@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from mier_tf import logs
 from mier_tf.errors import CheckpointError  # re-exported: the one checkpoint error
 
 
@@ -54,7 +55,8 @@ class RunCheckpointer:
     with open(driver + ".tmp", "w") as f:
       json.dump({"rng": rng.bit_generator.state, "extra": extra_state}, f)
     os.replace(driver + ".tmp", driver)
-    path = self.manager.save(checkpoint_number=number)
+    with logs.levels_kept():
+      path = self.manager.save(checkpoint_number=number)
     self._prune()
     return path
 

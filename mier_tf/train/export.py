@@ -13,6 +13,7 @@ import tensorflow as tf
 from tf_agents.policies import greedy_policy
 from tf_agents.policies import policy_saver
 
+from mier_tf import logs
 from mier_tf.model import adapt_context
 
 
@@ -72,7 +73,8 @@ def _replace_dir(write, path: str) -> None:
   """Writes through `write(tmp)` then swaps tmp into place, so `path` is never half-written."""
   tmp = path + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
-  write(tmp)
+  with logs.levels_kept():
+    write(tmp)
   old = path + ".old"
   if os.path.exists(path):
     shutil.rmtree(old, ignore_errors=True)

@@ -26,6 +26,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mier_tf import envs
 from mier_tf import identification
@@ -436,7 +437,8 @@ def meta_train(
 
   run.epochs_run = 0
   total = num_epochs * run.train_steps_per_epoch
-  with tqdm.tqdm(total=total, initial=int(run.epoch.numpy()) * run.train_steps_per_epoch,
+  with logging_redirect_tqdm(), tqdm.tqdm(
+      total=total, initial=int(run.epoch.numpy()) * run.train_steps_per_epoch,
                  desc=f"meta-train {run.family.name}", unit="step", dynamic_ncols=True) as bar:
     while int(run.epoch.numpy()) < num_epochs and not _budget_spent(run, max_env_steps):
       steps_before, start = int(run.env_steps.numpy()), time.perf_counter()
