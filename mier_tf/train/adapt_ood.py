@@ -130,7 +130,7 @@ def adapt_ood(
   step = 0
   with logging_redirect_tqdm(), tqdm.tqdm(
       total=num_epochs * steps_per_epoch, desc=f"adapt task {task_index}",
-                 unit="step", dynamic_ncols=True, leave=False) as bar:
+      unit="step", dynamic_ncols=True, leave=False) as bar:
     for epoch in range(num_epochs):
       for _ in range(steps_per_epoch):
         if step % relabel_every == 0:

@@ -439,7 +439,7 @@ def meta_train(
   total = num_epochs * run.train_steps_per_epoch
   with logging_redirect_tqdm(), tqdm.tqdm(
       total=total, initial=int(run.epoch.numpy()) * run.train_steps_per_epoch,
-                 desc=f"meta-train {run.family.name}", unit="step", dynamic_ncols=True) as bar:
+      desc=f"meta-train {run.family.name}", unit="step", dynamic_ncols=True) as bar:
     while int(run.epoch.numpy()) < num_epochs and not _budget_spent(run, max_env_steps):
       steps_before, start = int(run.env_steps.numpy()), time.perf_counter()
       run.collect_epoch()
