@@ -24,6 +24,7 @@ flags.DEFINE_integer("steps", 1000, "Model meta-steps per variant and seed.")
 flags.DEFINE_integer("seeds", 3, "Seeds per variant.")
 flags.DEFINE_list("variants", ["default", "dimensions", "trained_context", "split"],
                   "Variants to run.")
+flags.DEFINE_integer("context_dim", 5, "Context size (10 for cheetah_negjoints, as its config).")
 flags.DEFINE_string("out", None, "Directory for study.json (default: print only).")
 FLAGS = flags.FLAGS
 
@@ -57,7 +58,8 @@ def main(argv):
       tf.keras.utils.set_random_seed(seed)
       rng = np.random.default_rng(seed)
       model = model_lib.ContextualDynamicsModel(
-          family.observation_dim, family.action_dim, **model_kwargs)
+          family.observation_dim, family.action_dim, context_dim=FLAGS.context_dim,
+          **model_kwargs)
       model.update_normalizer({k: v.reshape(-1, *v.shape[2:]) for k, v in pool.items()})
       trainer = model_lib.MetaTrainer(model, **trainer_kwargs)
       adapt = tf.function(lambda b, m=model: model_lib.adapt_context(m, b, 2, 0.01))
@@ -83,8 +85,9 @@ def main(argv):
             f"|phi0| {row['prior_context_norm']:.3f} {seconds:.0f}s", flush=True)
   if FLAGS.out:
     os.makedirs(FLAGS.out, exist_ok=True)
-    with open(os.path.join(FLAGS.out, "study.json"), "w") as f:
-      json.dump(dict(family=FLAGS.family, steps=FLAGS.steps, results=results), f, indent=1)
+    with open(os.path.join(FLAGS.out, f"study_{FLAGS.family}.json"), "w") as f:
+      json.dump(dict(family=FLAGS.family, steps=FLAGS.steps, context_dim=FLAGS.context_dim,
+                     results=results), f, indent=1)
 
 
 if __name__ == "__main__":
