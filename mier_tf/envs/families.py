@@ -2,7 +2,7 @@
 
 Each family's tasks are drawn once from `np.random.default_rng(seed)` with a seed fixed
 here, so they are the same in every process and on every machine; negated-joint masks are
-enumerated in `itertools.combinations` order. The rules are MIER_FACTS.md's table
+enumerated in `itertools.combinations` order. The rules are docs/ALGORITHM.md's table
 "Task families". The seeds are ours: the paper does not publish its task draws.
 """
 import dataclasses

@@ -2,7 +2,7 @@
 
 Every class here subclasses a gymnasium v5 robot (HalfCheetah, Ant, Humanoid, Walker2d),
 keeps its physics, observation and action space, and replaces the reward with the one of
-the MIER task families (MIER_FACTS.md, table "Task families"). Rewards are recomputed from
+the MIER task families (docs/ALGORITHM.md, table "Task families"). Rewards are recomputed from
 the physics state before and after each step with the weights written out here, so they do
 not depend on gymnasium's default reward weights.
 
@@ -39,7 +39,7 @@ def _log_mujoco_warning(message: str) -> None:
 if mujoco.get_mju_user_warning() is None:
   mujoco.set_mju_user_warning(_log_mujoco_warning)
 
-# Weights of the per-step rewards, MIER_FACTS.md "Task families".
+# Weights of the per-step rewards, docs/ALGORITHM.md "Task families".
 CHEETAH_VEL_CTRL_COST = 0.05
 CHEETAH_NEGJOINTS_CTRL_COST = 0.1
 ANT_CTRL_COST = 0.5
