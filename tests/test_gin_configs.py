@@ -52,7 +52,9 @@ def test_config_parses_and_builds_its_family(path):
     ("cheetah_vel_hard", "MetaTrainingRun.sac_updates_per_step", 1),
     ("cheetah_vel_hard", "MetaTrainingRun.sac_rows_per_task", None),
     # The release's model identification: block weighting, initial context fixed at zero.
-    ("cheetah_negjoints", "ContextualDynamicsModel.loss_weighting", "blocks"),
+    ("cheetah_negjoints", "ContextualDynamicsModel.loss_weighting", "dimensions"),
+    ("cheetah_vel_hard", "ContextualDynamicsModel.loss_weighting", "blocks"),
+    ("ant_dir_ood", "ContextualDynamicsModel.loss_weighting", "blocks"),
     ("ant_dir_ood", "MetaTrainer.train_initial_context", False),
 ])
 def test_paper_settings(name, key, value):
