@@ -184,6 +184,14 @@ def one_line_errors() -> Iterator[None]:
     sys.exit(2)
 
 
+def define_export_flags() -> None:
+  """--root_dir, --export_dir and --family: how evaluate.py and identify.py find an export."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_string("root_dir", None, "A run's directory (its family is read from run.json).")
+  flags.DEFINE_string("export_dir", None, "A run's export/ directory (needs --family).")
+  flags.DEFINE_string("family", None, "Task family name (default: the run's).")
+
+
 def export_and_family(root_dir: Optional[str], export_dir: Optional[str],
                       family: Optional[str]) -> tuple:
   """(export_dir, family) from --root_dir (family from its run.json) or --export_dir + --family."""

@@ -19,9 +19,7 @@ from absl import flags
 
 from mier_tf import cli
 
-flags.DEFINE_string("root_dir", None, "A run's directory (its family is read from run.json).")
-flags.DEFINE_string("export_dir", None, "A run's export/ directory (needs --family).")
-flags.DEFINE_string("family", None, "Task family name (default: the run's).")
+cli.define_export_flags()
 flags.DEFINE_integer("num_episodes", 1, "MIER-wR episodes per task (mean and spread).")
 flags.DEFINE_enum("split", "test", ["train", "test"], "Which tasks of the family.")
 flags.DEFINE_list("tasks", None, "Task indices in the split (default: all).")

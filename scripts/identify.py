@@ -21,9 +21,7 @@ from absl import flags
 
 from mier_tf import cli
 
-flags.DEFINE_string("root_dir", None, "A run's directory (its family is read from run.json).")
-flags.DEFINE_string("export_dir", None, "A run's export/ directory (needs --family).")
-flags.DEFINE_string("family", None, "Task family name (default: the run's).")
+cli.define_export_flags()
 flags.DEFINE_integer("num_tasks", 40, "Training tasks scored.")
 flags.DEFINE_integer("steps", 200, "Random-action transitions per adaptation.")
 flags.DEFINE_integer("ood_context_steps", 10, "Context steps of Algorithm 2 on test tasks.")
