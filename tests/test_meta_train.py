@@ -58,8 +58,10 @@ def test_cpu_schedule_runs_several_updates_on_fresh_rows_of_the_same_tasks(small
 def test_bad_schedule_names_the_settings(small_run):
   with pytest.raises(ValueError, match="sac_updates_per_step > 1 needs sac_rows_per_task"):
     small_run(sac_updates_per_step=2)
-  with pytest.raises(ValueError, match="sac_rows_per_task None or >= 1"):
+  with pytest.raises(ValueError, match=r"sac_rows_per_task \(or None\) must be an integer >= 1"):
     small_run(sac_rows_per_task=0)
+  with pytest.raises(ValueError, match="sac_updates_per_step must be an integer >= 1; got 'x'"):
+    small_run(sac_updates_per_step="x")
 
 
 def test_identification_reads_every_configured_training_task(small_run):

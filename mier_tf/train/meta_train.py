@@ -138,10 +138,9 @@ class MetaTrainingRun:
     self.train_steps_per_epoch = train_steps_per_epoch
     self.meta_batch_size = min(meta_batch_size, len(self.family.train_tasks))
     self.adapt_batch_size, self.eval_batch_size = adapt_batch_size, eval_batch_size
-    if sac_updates_per_step < 1 or (sac_rows_per_task is not None and sac_rows_per_task < 1):
-      raise ValueError(f"MetaTrainingRun.sac_updates_per_step must be >= 1 and "
-                       f"sac_rows_per_task None or >= 1; got {sac_updates_per_step}, "
-                       f"{sac_rows_per_task}.")
+    _require_int("MetaTrainingRun.sac_updates_per_step", sac_updates_per_step, 1)
+    if sac_rows_per_task is not None:
+      _require_int("MetaTrainingRun.sac_rows_per_task (or None)", sac_rows_per_task, 1)
     if sac_rows_per_task is None and sac_updates_per_step != 1:
       raise ValueError("MetaTrainingRun.sac_updates_per_step > 1 needs sac_rows_per_task "
                        "(the evaluation batch serves one update only).")
