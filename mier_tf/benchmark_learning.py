@@ -28,7 +28,6 @@ import tensorflow as tf
 from mier_tf import envs
 from mier_tf.agents import sac
 from mier_tf.collect import MultiTaskCollector
-from mier_tf.train import evaluation
 
 SAC_SETTINGS = {
     "ours": dict(target_entropy=-1.0, initial_log_alpha=0.0),

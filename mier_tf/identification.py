@@ -171,7 +171,7 @@ def _random_action_fn(low: np.ndarray, high: np.ndarray, seed: int):
   return action_fn
 
 
-def _collect_random(family, tasks, steps: int, seed: int) -> list:
+def collect_random(family, tasks, steps: int, seed: int) -> list:
   """`steps` random-action transitions for each task: a list of per-task dicts."""
   from mier_tf.collect import MultiTaskCollector  # pylint: disable=import-outside-toplevel
   space = family.make_env(tasks[0]).action_space
@@ -245,7 +245,7 @@ def score_export(export_dir: str, family_name: str, num_tasks: int = 40, steps: 
 
   train_ids = np.unique(np.linspace(0, len(family.train_tasks) - 1, num_tasks).astype(int))
   train_tasks = [family.train_tasks[i] for i in train_ids]
-  data = _collect_random(family, train_tasks, 2 * steps, seed)
+  data = collect_random(family, train_tasks, 2 * steps, seed)
   halves = [[{k: v[h * steps:(h + 1) * steps] for k, v in d.items()} for d in data]
             for h in range(2)]
   contexts = [np.stack([run_adapt(d) for d in half]) for half in halves]
@@ -265,7 +265,7 @@ def score_export(export_dir: str, family_name: str, num_tasks: int = 40, steps: 
     report["train_tasks"].append({
         "index": int(tid), "task": family.describe_task(family.train_tasks[tid]),
         "parameter": features[i].tolist(), "read": read(contexts[0][i:i + 1])[0].tolist()})
-  test_data = _collect_random(family, list(family.test_tasks), steps, seed + 1)
+  test_data = collect_random(family, list(family.test_tasks), steps, seed + 1)
   inner_lr = _inner_lr_of(model)
   test_features = family.task_features(family.test_tasks)
   for i, d in enumerate(test_data):

@@ -45,10 +45,10 @@ def main(argv):
   family = envs.get_task_family(FLAGS.family)
   tasks = list(family.train_tasks)
   print(f"collecting random-action data of {len(tasks)} tasks", flush=True)
-  data = identification._collect_random(family, tasks, 800, seed=123)  # pylint: disable=protected-access
+  data = identification.collect_random(family, tasks, 800, seed=123)
   pool = stack_tasks(data)  # [tasks, 800, ...]
   score_ids = np.unique(np.linspace(0, len(tasks) - 1, 40).astype(int))
-  score = stack_tasks(identification._collect_random(  # pylint: disable=protected-access
+  score = stack_tasks(identification.collect_random(
       family, [tasks[i] for i in score_ids], 600, seed=456))
   features = family.task_features([tasks[i] for i in score_ids])
   results = []

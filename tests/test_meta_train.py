@@ -2,7 +2,6 @@
 import gin
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from mier_tf.train import meta_train
 
