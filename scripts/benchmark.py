@@ -787,9 +787,10 @@ def bench_training_step() -> List[Row]:
   filled with real transitions. Its FLOPs are counted by TensorFlow's profiler on the traced
   graph (the meta-step's; the SAC updates sit in TF-Agents' nested functions, which the
   profiler does not enter, so the rate is a lower bound) and set against a float32 matmul at
-  MIER's shapes timed in the same run (the CPU's practical rate). The projected paper-budget time of cheetah_vel_hard: 260 epochs of 1,000
-  steps (1.5M samples less 200k of initial exploration, 5,000 per epoch) at the measured
-  step, plus the epoch's collection at the measured epoch rate (stage "epoch", if run).
+  MIER's shapes timed in the same run (the CPU's practical rate). Each config is timed again
+  with the SAC networks in mixed bfloat16 (goal: at most half the float32 step). The
+  projected paper-budget time of cheetah_vel_hard: 260 epochs of 1,000 steps (1.5M samples
+  less 200k of initial exploration, 5,000 per epoch) at the faster measured step.
   """
   import gin  # pylint: disable=g-import-not-at-top
 
@@ -799,38 +800,51 @@ def bench_training_step() -> List[Row]:
       "GFLOP/s of a [4000,200] x [200,200] matmul in bfloat16 / in float32 (the CPU's "
       "practical rate at MIER's shapes)"))]
   for config in ("cheetah_vel_hard", "cheetah_vel_hard_cpu"):
-    gin.clear_config()
-    with tempfile.TemporaryDirectory() as root:
-      bindings = ["make_task_tables.backend = 'in_process'"]
-      if QUICK:
-        bindings += ["MetaTrainingRun.meta_batch_size = 2", "MetaTrainingRun.adapt_batch_size = 8",
-                     "MetaTrainingRun.eval_batch_size = 8"]
-      run, _ = _run_with_real_tables(config, root, bindings)
-      ids = np.arange(run.meta_batch_size)
-      batches = run._sample_step_batches(ids)  # pylint: disable=protected-access
-      step = lambda: run._train_step_fn(*batches, with_summaries=False)[1].critic_loss.numpy()  # pylint: disable=protected-access
-      (step_ms,) = time_ms(step, repeats=pick(20, 2))
-      gflop = _graph_gflop(run._train_step_fn.get_concrete_function(  # pylint: disable=protected-access
-          *batches, with_summaries=False))
-      rate = gflop / (step_ms / 1e3)
-      schedule = (f"{run.sac_updates_per_step} x {run.meta_batch_size} x "
-                  f"{run.sac_rows_per_task or run.eval_batch_size} SAC rows")
-      rows.append(make_row(f"training step {config}", rate, matmul32, detail=(
-          f"GFLOP/s of the compiled training step, a lower bound: the profiler counts the "
-          f"meta-step's {gflop:.2f} GFLOP, not the SAC updates inside TF-Agents' nested "
-          f"functions ({step_ms:.1f} ms; "
-          f"meta-step on {run.meta_batch_size} x {run.adapt_batch_size} + {schedule}) / "
-          "float32 matmul GFLOP/s"),
-          step_ms=round(step_ms, 2), gflop=round(gflop, 3)))
-      if config == "cheetah_vel_hard":
-        steps = 260 * 1000
-        hours = steps * step_ms / 1e3 / 3600
-        rows.append(make_row("projected paper budget cheetah_vel_hard", hours, 3.0,
-                             "hours <= 3", hours <= 3.0, detail=(
-                                 f"hours of {steps:,} training steps at {step_ms:.1f} ms "
-                                 "(collection and evaluation add about 5%) / the 3-hour goal")))
-      run.collector.close()
-    gin.clear_config()
+    step_ms = {}
+    for mixed in (False, True):
+      gin.clear_config()
+      with tempfile.TemporaryDirectory() as root:
+        bindings = ["make_task_tables.backend = 'in_process'",
+                    f"create_sac_agent.mixed_precision = {mixed}"]
+        if QUICK:
+          bindings += ["MetaTrainingRun.meta_batch_size = 2",
+                       "MetaTrainingRun.adapt_batch_size = 8",
+                       "MetaTrainingRun.eval_batch_size = 8"]
+        run, _ = _run_with_real_tables(config, root, bindings)
+        ids = np.arange(run.meta_batch_size)
+        batches = run._sample_step_batches(ids)  # pylint: disable=protected-access
+        step = lambda: run._train_step_fn(*batches, with_summaries=False)[1].critic_loss.numpy()  # pylint: disable=protected-access
+        (step_ms[mixed],) = time_ms(step, repeats=pick(20, 2))
+        if not mixed:
+          gflop = _graph_gflop(run._train_step_fn.get_concrete_function(  # pylint: disable=protected-access
+              *batches, with_summaries=False))
+          rate = gflop / (step_ms[mixed] / 1e3)
+          schedule = (f"{run.sac_updates_per_step} x {run.meta_batch_size} x "
+                      f"{run.sac_rows_per_task or run.eval_batch_size} SAC rows")
+          rows.append(make_row(f"training step {config}", rate, matmul32, detail=(
+              f"GFLOP/s of the compiled training step, a lower bound: the profiler counts the "
+              f"meta-step's {gflop:.2f} GFLOP, not the SAC updates inside TF-Agents' nested "
+              f"functions ({step_ms[mixed]:.1f} ms; "
+              f"meta-step on {run.meta_batch_size} x {run.adapt_batch_size} + {schedule}) / "
+              "float32 matmul GFLOP/s"),
+              step_ms=round(step_ms[mixed], 2), gflop=round(gflop, 3)))
+        run.collector.close()
+      gin.clear_config()
+    rows.append(at_most(
+        f"training step {config} bfloat16 SAC", step_ms[True], step_ms[False], 0.5, detail=(
+            f"ms of the training step with the SAC networks' hidden layers in bfloat16 "
+            f"(create_sac_agent.mixed_precision; the model stays float32: its second-order "
+            f"meta-gradient runs slower in bfloat16) / in float32 ({step_ms[False]:.1f} ms)"),
+        step_ms=round(step_ms[True], 2)))
+    if config == "cheetah_vel_hard":
+      steps = 260 * 1000
+      best = min(step_ms.values())
+      hours = steps * best / 1e3 / 3600
+      rows.append(make_row("projected paper budget cheetah_vel_hard", hours, 3.0,
+                           "hours <= 3", hours <= 3.0, detail=(
+                               f"hours of {steps:,} training steps at {best:.1f} ms, the "
+                               "faster of the two precisions (collection and evaluation add "
+                               "about 5%) / the 3-hour goal")))
   return rows
 
 

@@ -125,3 +125,39 @@ def test_numpy_actor_is_the_tf_policy(agent):
   assert not np.allclose(before, greedy(obs))
   np.testing.assert_allclose(greedy(obs), sac.policy_action_fn(agent.policy, True)(obs),
                              atol=1e-5)
+
+
+def test_mixed_precision_hidden_layers_in_bfloat16_outputs_in_float32():
+  agent = sac.create_sac_agent(OBS, ACT, CTX, actor_fc_layers=(32,), critic_fc_layers=(32,),
+                               critic_learning_rate=1e-2, mixed_precision=True)
+  nets = {"critic": agent._critic_network_1, "critic 2": agent._critic_network_2,
+          "target": agent._target_critic_network_1}  # pylint: disable=protected-access
+  for name, net in nets.items():
+    *_, hidden, value = net._joint_layers  # pylint: disable=protected-access
+    assert hidden.compute_dtype == "bfloat16", name
+    assert value.compute_dtype == "float32", name
+    assert all(v.dtype == tf.float32 for v in net.trainable_variables), name
+  # The copies SacAgent makes have weights of their own (no layer shared with the original).
+  assert nets["critic"].trainable_variables[-1] is not nets["critic 2"].trainable_variables[-1]
+  rng = np.random.default_rng(5)
+  n = 64
+  obs = rng.normal(size=(n, OBS + CTX)).astype(np.float32)
+  act = rng.uniform(-1, 1, (n, ACT)).astype(np.float32)
+  actor_hidden = agent._actor_network._encoder._postprocessing_layers[-1]  # pylint: disable=protected-access
+  assert actor_hidden.compute_dtype == "bfloat16"
+  q, _ = nets["critic"]((tf.constant(obs), tf.constant(act)))
+  assert q.dtype == tf.float32
+  # The critic computes the float32 network's function to bfloat16 accuracy.
+  kernels = [v.numpy() for v in nets["critic"].trainable_variables]
+  h = np.maximum(np.concatenate([obs, act], 1) @ kernels[0] + kernels[1], 0)
+  np.testing.assert_allclose(q.numpy(), (h @ kernels[2] + kernels[3])[:, 0], atol=0.05)
+  actions = sac.policy_action_fn(agent.policy, deterministic=True)(obs)
+  assert actions.dtype == np.float32 and np.all(np.abs(actions) <= 1.0)
+  # It learns: the critic loss on a fixed batch falls as in float32.
+  learner = sac.ContextSacLearner(agent)
+  rew = (obs[:, 0] * 2.0).astype(np.float32)
+  args = [tf.constant(x) for x in (obs, act, rew, obs, np.zeros(n, np.float32))]
+  first = float(learner.train(*args).critic_loss)
+  for _ in range(150):
+    last = float(learner.train(*args).critic_loss)
+  assert last < 0.2 * first

@@ -30,6 +30,40 @@ def augmented_time_step_spec(observation_dim: int, context_dim: int) -> ts.TimeS
   return ts.time_step_spec(observation_spec)
 
 
+MIXED_PRECISION_POLICY = "mixed_bfloat16"
+
+
+class MixedPrecisionCriticNetwork(critic_network.CriticNetwork):
+  """TF-Agents' CriticNetwork with bfloat16 hidden layers.
+
+  Weights stay float32 (Keras' mixed_bfloat16 policy); the hidden layers compute in
+  bfloat16; the value layer computes in float32, so Q-values (hundreds, here) keep float32
+  precision in the TD error. Arguments as `CriticNetwork`'s of the same name.
+  """
+
+  def __init__(self, input_tensor_spec, joint_fc_layer_params=None, kernel_initializer=None,
+               last_kernel_initializer=None, name="CriticNetwork"):
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICY)
+    try:  # CriticNetwork makes its layers under the global policy; it takes no dtype.
+      super().__init__(input_tensor_spec, joint_fc_layer_params=joint_fc_layer_params,
+                       kernel_initializer=kernel_initializer,
+                       last_kernel_initializer=last_kernel_initializer, name=name)
+    finally:
+      tf.keras.mixed_precision.set_global_policy(previous)
+    value = self._joint_layers[-1]
+    self._joint_layers[-1] = tf.keras.layers.Dense(
+        1, kernel_initializer=value.kernel_initializer, name=value.name, dtype="float32")
+
+
+class Float32TanhNormalProjectionNetwork(
+    tanh_normal_projection_network.TanhNormalProjectionNetwork):
+  """TanhNormalProjectionNetwork that takes bfloat16 features (it refuses any other dtype)."""
+
+  def call(self, inputs, outer_rank, training=False, mask=None):
+    return super().call(tf.cast(inputs, tf.float32), outer_rank, training=training, mask=mask)
+
+
 @gin.configurable
 def create_sac_agent(
     observation_dim: int,
@@ -49,6 +83,7 @@ def create_sac_agent(
     initial_log_alpha: float = 0.0,
     target_entropy: float = -1.0,
     reward_scale_factor: float = 1.0,
+    mixed_precision: bool = False,
     train_step_counter: tf.Variable = None,
 ) -> sac_agent.SacAgent:
   """Builds a TF-Agents SacAgent whose observations are concat(state, context).
@@ -69,6 +104,10 @@ def create_sac_agent(
     initial_log_alpha: initial log of the entropy temperature.
     target_entropy: entropy target of the automatic temperature tuning.
     reward_scale_factor: multiplies rewards in the critic target.
+    mixed_precision: compute the hidden layers of the actor and critics in bfloat16
+      (weights, output layers and losses stay float32). Off by default: `make bench` on
+      this project's CPU found it worth little at the CPU configs' batch (README, "Learning
+      per CPU hour").
     train_step_counter: optional counter incremented by every train step.
 
   Returns:
@@ -77,11 +116,17 @@ def create_sac_agent(
   time_step_spec = augmented_time_step_spec(observation_dim, context_dim)
   action_spec = tensor_spec.BoundedTensorSpec(
       [action_dim], tf.float32, minimum=action_low, maximum=action_high, name="action")
+  if mixed_precision:
+    hidden_dtype = tf.keras.mixed_precision.Policy(MIXED_PRECISION_POLICY)
+    projection = Float32TanhNormalProjectionNetwork
+  else:
+    hidden_dtype = tf.float32
+    projection = tanh_normal_projection_network.TanhNormalProjectionNetwork
   actor_net = actor_distribution_network.ActorDistributionNetwork(
       time_step_spec.observation, action_spec, fc_layer_params=tuple(actor_fc_layers),
-      continuous_projection_net=(
-          tanh_normal_projection_network.TanhNormalProjectionNetwork))
-  critic_net = critic_network.CriticNetwork(
+      dtype=hidden_dtype, continuous_projection_net=projection)
+  critic_class = MixedPrecisionCriticNetwork if mixed_precision else critic_network.CriticNetwork
+  critic_net = critic_class(
       (time_step_spec.observation, action_spec),
       joint_fc_layer_params=tuple(critic_fc_layers),
       kernel_initializer="glorot_uniform",
