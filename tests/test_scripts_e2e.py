@@ -189,6 +189,41 @@ def test_rerunning_a_finished_run_says_so_and_changes_nothing(run_dir):
     assert _tree_digest(os.path.join(run_dir, part)) == digest, part
 
 
+def _final_state(root):
+  """Every tensor of the last checkpoint, every replay array and manifest, results.json.
+
+  `_CHECKPOINTABLE_OBJECT_GRAPH` (TensorFlow's description of the saved objects, not a
+  tensor of the run) is left out.
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  latest = tf.train.latest_checkpoint(os.path.join(root, "checkpoints"))
+  reader = tf.train.load_checkpoint(latest)
+  state = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+           if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+  replay_dir = os.path.join(root, "checkpoints", "replay_" + latest.rsplit("-", 1)[1])
+  with open(os.path.join(replay_dir, "LATEST")) as f:
+    replay_dir = os.path.join(replay_dir, f.read().strip())
+  for name in sorted(os.listdir(replay_dir)):
+    if name.endswith(".npz"):
+      with np.load(os.path.join(replay_dir, name)) as arrays:
+        state.update({f"replay/{name}/{k}": arrays[k] for k in arrays.files})
+  with open(os.path.join(replay_dir, "manifest.json")) as f:
+    state["replay/manifest"] = json.load(f)
+  with open(os.path.join(root, "eval", "results.json")) as f:
+    state["results"] = json.load(f)
+  return os.path.basename(latest), state
+
+
+def _assert_same_state(root, expected_root):
+  (name, state), (expected_name, expected) = _final_state(root), _final_state(expected_root)
+  assert name == expected_name
+  assert sorted(state) == sorted(expected)
+  differ = [k for k in expected if not (np.array_equal(state[k], expected[k])
+                                        if isinstance(expected[k], np.ndarray)
+                                        else state[k] == expected[k])]
+  assert not differ, f"{len(differ)} of {len(expected)} differ, e.g. {differ[:5]}"
+
+
 def test_resume_matches_an_uninterrupted_run(run_dir, tmp_path):
   root = str(tmp_path / "resumed")
   _train(root, "meta_train.num_epochs=1", "train_and_adapt.adapt_test_tasks=False")
@@ -200,6 +235,41 @@ def test_resume_matches_an_uninterrupted_run(run_dir, tmp_path):
   assert counters == expected_counters
   np.testing.assert_array_equal(sizes, expected_sizes)
   assert counters["train_step"] == 6 and counters["epoch"] == 2
+  # Tensor by tensor, the replay and the results: run_dir ran uninterrupted in another
+  # process, so this also shows that one seed gives one run.
+  _assert_same_state(root, run_dir)
+
+
+# Kills in the order a run reaches them: (window, which arrival in that process). Each
+# process resumes what the one before it left (tests/kill_harness.py names the windows).
+KILL_CHAIN = [
+    ("checkpoint_index", 1),  # the run's first checkpoint, before TensorFlow's index
+    ("replay_data", 2),       # epoch 1's checkpoint: replay arrays written, no manifest
+    ("checkpoint_write", 1),  # epoch 1's again: replay and driver written, no TF checkpoint
+    ("checkpoint_index", 2),  # epoch 2's checkpoint, before its index
+    ("export_model", 1),      # policy exported, model not
+    ("results", 1),           # before the MIER-wR results are written
+    ("relabeling", 2),        # after test task 0's relabeling, before task 1's
+]
+ADAPT_TWO_TASKS = ("train_and_adapt.adapt_test_tasks=True",
+                   "adapt_all_test_tasks.task_indices=[0, 1]")
+
+
+def test_kills_at_every_dangerous_window_resume_to_the_same_final_state(tmp_path):
+  expected = str(tmp_path / "uninterrupted")
+  _train(expected, *ADAPT_TWO_TASKS)
+  root = str(tmp_path / "killed")
+  flags = ["--gin_file=gin/smoke.gin", f"--root_dir={root}"] + [
+      f"--gin_bindings={b}" for b in ADAPT_TWO_TASKS]
+  for window, n in KILL_CHAIN:
+    proc = _run(["tests/kill_harness.py", window, str(n)] + flags, check=False)
+    assert proc.returncode == -9, (window, proc.returncode, proc.stderr[-2000:])
+    assert f"SIGKILL at {window} #{n}" in proc.stderr
+  proc = _train(root, *ADAPT_TWO_TASKS)
+  assert "removed the remains of an interrupted first checkpoint" not in proc.stderr
+  _assert_same_state(root, expected)
+  for part in ("export/policy", "export/model", "adapt/task_1/export/model"):
+    assert os.path.exists(os.path.join(root, part, "saved_model.pb")), part
 
 
 def test_bad_input_gets_one_line_and_a_nonzero_exit(run_dir, tmp_path):

@@ -18,6 +18,8 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
+from tf_agents.utils import common
+from tf_agents.utils import nest_utils
 
 SacLosses = collections.namedtuple(
     "SacLosses", ("critic_loss", "actor_loss", "alpha_loss", "alpha"))
@@ -64,6 +66,36 @@ class Float32TanhNormalProjectionNetwork(
     return super().call(tf.cast(inputs, tf.float32), outer_rank, training=training, mask=mask)
 
 
+class SeededSacAgent(sac_agent.SacAgent):
+  """TF-Agents' SacAgent whose training samples draw from a checkpointed generator.
+
+  SacAgent samples the actions of its losses with stateful random ops, whose state is not in
+  any checkpoint: a run resumed from a checkpoint would draw other actions than the same
+  run uninterrupted. Here every draw takes a stateless seed from `sample_generator`, a
+  `tf.random.Generator` tracked by (so saved and restored with) the agent.
+
+  Args:
+    *args, **kwargs: as `SacAgent`'s.
+    sample_seed: seed of `sample_generator`.
+  """
+
+  def __init__(self, *args, sample_seed: int = 0, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.sample_generator = tf.random.Generator.from_seed(sample_seed)
+
+  def _actions_and_log_probs(self, time_steps, training=False):
+    # SacAgent._actions_and_log_probs of the pinned TF-Agents (0.19), with a seeded sample.
+    batch_size = nest_utils.get_outer_shape(time_steps, self._time_step_spec)[0]
+    policy = self._train_policy if training else self._policy
+    action_distribution = policy.distribution(
+        time_steps, policy_state=policy.get_initial_state(batch_size)).action
+    actions = tf.nest.map_structure(
+        lambda d: d.sample(seed=tf.cast(self.sample_generator.make_seeds(1)[:, 0], tf.int32)),
+        action_distribution)
+    log_pi = common.log_probability(action_distribution, actions, self.action_spec)
+    return actions, log_pi
+
+
 @gin.configurable
 def create_sac_agent(
     observation_dim: int,
@@ -84,6 +116,7 @@ def create_sac_agent(
     target_entropy: float = -1.0,
     reward_scale_factor: float = 1.0,
     mixed_precision: bool = False,
+    seed: int = 0,
     train_step_counter: tf.Variable = None,
 ) -> sac_agent.SacAgent:
   """Builds a TF-Agents SacAgent whose observations are concat(state, context).
@@ -108,6 +141,8 @@ def create_sac_agent(
       (weights, output layers and losses stay float32). Off by default: `make bench` on
       this project's CPU found it worth little at the CPU configs' batch (README, "Learning
       per CPU hour").
+    seed: seed of the actions sampled in the losses (their generator is checkpointed with
+      the agent, so a resumed run draws what the uninterrupted run would have).
     train_step_counter: optional counter incremented by every train step.
 
   Returns:
@@ -133,7 +168,7 @@ def create_sac_agent(
       last_kernel_initializer="glorot_uniform")
   if train_step_counter is None:
     train_step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="sac_step")
-  agent = sac_agent.SacAgent(
+  agent = SeededSacAgent(
       time_step_spec, action_spec,
       actor_network=actor_net,
       critic_network=critic_net,
@@ -147,7 +182,8 @@ def create_sac_agent(
       reward_scale_factor=reward_scale_factor,
       initial_log_alpha=initial_log_alpha,
       target_entropy=target_entropy,
-      train_step_counter=train_step_counter)
+      train_step_counter=train_step_counter,
+      sample_seed=seed)
   agent.initialize()
   return agent
 

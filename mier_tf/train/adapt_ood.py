@@ -90,6 +90,10 @@ def adapt_ood(
   if not run.checkpointer.restore():
     raise checkpoints.CheckpointError(
         f"{os.path.join(root_dir, 'checkpoints')}: no meta-training checkpoint to adapt from")
+  # Every task starts from the checkpoint's random state, so its result does not depend on
+  # which tasks ran before it in this process (a resumed job gets what an uninterrupted got).
+  run.rng = run.checkpointer.restored_rng
+  run.set_host_state(run.checkpointer.restored_extra_state)
   tasks = run.family.test_tasks
   if not 0 <= task_index < len(tasks):
     raise ValueError(f"--task={task_index} out of range: {run.family.name} has {len(tasks)} "

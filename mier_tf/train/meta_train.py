@@ -131,7 +131,9 @@ class MetaTrainingRun:
     self.root_dir = root_dir
     self.family = envs.get_task_family(family)
     self.rng = np.random.default_rng(seed)
-    tf.random.set_seed(seed)
+    # Keras' unseeded initialisers follow only this (tf.random.set_seed alone leaves them
+    # drawing differently in every process). It also seeds Python's and numpy's global state.
+    tf.keras.utils.set_random_seed(seed)
     self.num_initial_rounds = num_initial_rounds
     self.tasks_per_epoch = min(tasks_per_epoch, len(self.family.train_tasks))
     self.prior_steps, self.posterior_steps = prior_steps, posterior_steps
@@ -168,7 +170,7 @@ class MetaTrainingRun:
     self._adapt_fn = tf.function(  # compiled once per batch shape (~2.5x faster than eager)
         lambda batch: model_lib.adapt_context(self.model, batch, inner_steps, inner_lr),
         reduce_retracing=True)
-    self.agent = sac.create_sac_agent(obs_dim, act_dim, context_dim)
+    self.agent = sac.create_sac_agent(obs_dim, act_dim, context_dim, seed=seed)
     self.learner = sac.ContextSacLearner(self.agent)
     self._train_step_fn = tf.function(self._train_step_graph)
     self.tables = replay.make_task_tables(
@@ -205,14 +207,35 @@ class MetaTrainingRun:
   def eval_writer(self) -> tf.summary.SummaryWriter:
     return self._writer("eval")
 
-  def random_state(self) -> dict:
-    """The numpy random states of collection (JSON), saved with every checkpoint."""
-    return {"collector": self.collector.get_state(), "explore": self.explore_fn.get_state()}
+  def host_state(self) -> dict:
+    """What a resumed run needs beyond TF variables (JSON; saved with every checkpoint).
 
-  def set_random_state(self, state: Optional[dict]) -> None:
-    if state:
-      self.collector.set_state(state["collector"])
-      self.explore_fn.set_state(state["explore"])
+    The numpy random states of collection, and the last evaluation: the final one runs
+    before the final checkpoint, and a job killed after that checkpoint writes its results
+    from it instead of evaluating again (with other random draws).
+    """
+    evaluation = None
+    if self.last_results is not None:
+      evaluation = {"results": {k: [float(x) for x in v] for k, v in self.last_results.items()},
+                    "identification": (
+                        {k: float(v) for k, v in self.last_identification._asdict().items()}
+                        if self.last_identification is not None else None)}
+    return {"collector": self.collector.get_state(), "explore": self.explore_fn.get_state(),
+            "evaluation": evaluation}
+
+  def set_host_state(self, state: Optional[dict]) -> None:
+    """Restores what `host_state` returned."""
+    if not state:
+      return
+    self.collector.set_state(state["collector"])
+    self.explore_fn.set_state(state["explore"])
+    evaluation = state.get("evaluation")
+    if evaluation:
+      self.last_results = {k: np.asarray(v) for k, v in evaluation["results"].items()}
+      self.last_returns = {k: float(v.mean()) for k, v in self.last_results.items()}
+      if evaluation["identification"] is not None:
+        self.last_identification = identification.IdentificationReport(
+            **evaluation["identification"])
 
   # --- Collection -------------------------------------------------------------------------
 
@@ -428,10 +451,10 @@ def meta_train(
     start = time.perf_counter()
     run.collect_initial()
     _log_env_rate(run, int(run.env_steps.numpy()), time.perf_counter() - start)
-    run.checkpointer.save(run.rng, run.random_state())
+    run.checkpointer.save(run.rng, run.host_state())
   else:
     run.rng = run.checkpointer.restored_rng
-    run.set_random_state(run.checkpointer.restored_extra_state)
+    run.set_host_state(run.checkpointer.restored_extra_state)
     logging.info("Resumed %s at epoch %d", root_dir, int(run.epoch.numpy()))
 
   run.epochs_run = 0
@@ -454,7 +477,7 @@ def meta_train(
         bar.set_postfix(train_return=f"{run.last_returns['train']:.1f}",
                         test_return=f"{run.last_returns['test']:.1f}")
       if epoch % checkpoint_interval == 0 or last:
-        run.checkpointer.save(run.rng, run.random_state())
+        run.checkpointer.save(run.rng, run.host_state())
   run.train_writer.flush()
   run.eval_writer.flush()
   export_dir = os.path.join(root_dir, "export")
