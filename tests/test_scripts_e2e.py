@@ -62,10 +62,15 @@ def test_event_files_hold_the_design_tags(run_dir):
   train = plotting.read_scalars(os.path.join(run_dir, "train"))
   evals = plotting.read_scalars(os.path.join(run_dir, "eval"))
   for tag in ("Model/nll_before_adapt", "Model/nll_after_adapt", "Model/meta_loss",
-              "SAC/critic_loss", "SAC/actor_loss", "SAC/alpha", "Perf/env_steps_per_sec",
-              "Perf/train_steps_per_sec"):
+              "SAC/critic_loss", "SAC/actor_loss", "SAC/alpha"):
     assert tag in train, tag
     assert np.all(np.isfinite(train[tag][1])), tag
+  # Perf against environment steps, in eval/: train/ holds the training-step axis only.
+  for tag in ("Perf/env_steps_per_sec", "Perf/train_steps_per_sec"):
+    assert tag in evals and tag not in train, tag
+    assert np.all(evals[tag][1] > 0), tag
+  np.testing.assert_array_equal(evals["Perf/train_steps_per_sec"][0],
+                                evals["Eval/train_return"][0])
   for tag in ("Eval/train_return", "Eval/test_return_mier_wr", "Eval/identification_r2",
               "Eval/identification_spread_ratio", "Model/nll_state_before_adapt",
               "Model/nll_state_after_adapt", "Model/nll_reward_before_adapt",
@@ -189,7 +194,7 @@ def test_rerunning_a_finished_run_says_so_and_changes_nothing(run_dir):
     assert _tree_digest(os.path.join(run_dir, part)) == digest, part
 
 
-def _final_state(root):
+def _final_state(root, tasks=None):
   """Every tensor of the last checkpoint, every replay array and manifest, results.json.
 
   `_CHECKPOINTABLE_OBJECT_GRAPH` (TensorFlow's description of the saved objects, not a
@@ -210,12 +215,35 @@ def _final_state(root):
   with open(os.path.join(replay_dir, "manifest.json")) as f:
     state["replay/manifest"] = json.load(f)
   with open(os.path.join(root, "eval", "results.json")) as f:
-    state["results"] = json.load(f)
+    results = json.load(f)
+  for index, entry in results["test_tasks"].items():  # MIER-wR and standing still
+    if tasks is not None and index not in tasks:
+      continue
+    state[f"results/{entry['task']}"] = (entry["mier_wr"], entry["standing_still"])
+    if "mier" in entry:
+      state[f"results/{entry['task']}/mier"] = (entry["mier"], entry["mier_curve"])
+  state.update({f"results/{key}": value for key, value in results.items()
+                if key != "test_tasks"})
   return os.path.basename(latest), state
 
 
-def _assert_same_state(root, expected_root):
-  (name, state), (expected_name, expected) = _final_state(root), _final_state(expected_root)
+def _summary_counts(logdir):
+  """(tag, step) -> how many times the event files under logdir hold it."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  counts = {}
+  for name in os.listdir(logdir):
+    if name.startswith("events.out.tfevents."):
+      for record in tf.data.TFRecordDataset(os.path.join(logdir, name)):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        for value in event.summary.value:
+          counts[(value.tag, event.step)] = counts.get((value.tag, event.step), 0) + 1
+  return counts
+
+
+def _assert_same_state(root, expected_root, tasks=None):
+  """The final states agree (the results of the test tasks `tasks`, default all)."""
+  (name, state), (expected_name, expected) = (_final_state(root, tasks),
+                                              _final_state(expected_root, tasks))
   assert name == expected_name
   assert sorted(state) == sorted(expected)
   differ = [k for k in expected if not (np.array_equal(state[k], expected[k])
@@ -236,8 +264,11 @@ def test_resume_matches_an_uninterrupted_run(run_dir, tmp_path):
   np.testing.assert_array_equal(sizes, expected_sizes)
   assert counters["train_step"] == 6 and counters["epoch"] == 2
   # Tensor by tensor, the replay and the results: run_dir ran uninterrupted in another
-  # process, so this also shows that one seed gives one run.
-  _assert_same_state(root, run_dir)
+  # process, so this also shows that one seed gives one run. (Leaving out the test tasks
+  # that test_adapt_then_plot relabeled in run_dir, which this run has not done.)
+  with open(os.path.join(run_dir, "eval", "results.json")) as f:
+    not_adapted = {i for i, e in json.load(f)["test_tasks"].items() if "mier" not in e}
+  _assert_same_state(root, run_dir, tasks=not_adapted)
 
 
 # Kills in the order a run reaches them: (window, which arrival in that process). Each
@@ -268,6 +299,11 @@ def test_kills_at_every_dangerous_window_resume_to_the_same_final_state(tmp_path
   proc = _train(root, *ADAPT_TWO_TASKS)
   assert "removed the remains of an interrupted first checkpoint" not in proc.stderr
   _assert_same_state(root, expected)
+  # TensorBoard shows each step once, as many as uninterrupted (killed steps were dropped).
+  for logdir in ("train", "eval", "adapt/task_1"):
+    counts = _summary_counts(os.path.join(root, logdir))
+    assert max(counts.values()) == 1, (logdir, max(counts, key=counts.get))
+    assert sorted(counts) == sorted(_summary_counts(os.path.join(expected, logdir))), logdir
   for part in ("export/policy", "export/model", "adapt/task_1/export/model"):
     assert os.path.exists(os.path.join(root, part, "saved_model.pb")), part
 

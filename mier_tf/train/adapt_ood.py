@@ -23,6 +23,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mier_tf import model as model_lib
 from mier_tf import relabel
+from mier_tf import summaries
 from mier_tf.collect import flatten_tasks
 from mier_tf.train import checkpoints
 from mier_tf.train import export
@@ -100,6 +101,9 @@ def adapt_ood(
                      f"test tasks (0..{len(tasks) - 1})")
   task = tasks[task_index]
   out_dir = os.path.join(root_dir, "adapt", f"task_{task_index}")
+  # A task is relabeled from its start each time: an earlier attempt's curve would
+  # otherwise be drawn under this one.
+  summaries.truncate_event_files(out_dir, -1)
   writer = tf.summary.create_file_writer(out_dir)
   rng = np.random.default_rng([seed, task_index])
 

@@ -5,24 +5,32 @@ import os
 import gin
 import tensorflow as tf
 
+from mier_tf import summaries
 from mier_tf.train import adapt_ood
 from mier_tf.train import meta_train as meta_train_lib
 from mier_tf.train import run_dir
 
+CONFIG_TAG = "Config/operative_gin"
 
-def write_operative_config(root_dir: str) -> None:
-  """Saves the gin config actually used, and shows it in TensorBoard as text."""
+def write_operative_config(root_dir: str) -> str:
+  """Saves the gin config actually used to ROOT/operative_config.gin; returns its text."""
   os.makedirs(root_dir, exist_ok=True)
   # Every binding parsed (also those of steps not run yet, such as adaptation), then the
   # values every configurable that ran actually used, defaults included.
   config = ("# All bindings parsed.\n" + gin.config_str() +
             "\n# Operative values (defaults included).\n" + gin.operative_config_str())
   run_dir.atomic_write(os.path.join(root_dir, "operative_config.gin"), config)
-  writer = tf.summary.create_file_writer(os.path.join(root_dir, "train"))
-  with writer.as_default(step=0):
+  return config
+
+
+def show_config(run, config: str) -> None:
+  """The config as text in TensorBoard (train/, step 0), once per run directory."""
+  if summaries.has_tag(os.path.join(run.root_dir, "train"), CONFIG_TAG):
+    return  # a resumed run: its config is the same (run_config.gin) and already shown
+  with run.train_writer.as_default(step=0):
     lines = [f"    {line}" for line in config.splitlines()]  # markdown code block
-    tf.summary.text("Config/operative_gin", "\n".join(lines))
-  writer.flush()
+    tf.summary.text(CONFIG_TAG, "\n".join(lines))
+  run.train_writer.flush()
 
 
 @gin.configurable
@@ -50,9 +58,9 @@ def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> str:
       logging.info("%s already finished with this configuration; nothing to do. Results in %s",
                    root_dir, results_file)
       return summary(root_dir)
-    def on_start(root: str) -> None:  # the config is valid: the run was built from it
-      run_dir.record_identity(root, config)
-      write_operative_config(root)
+    def on_start(run) -> None:  # the config is valid: the run was built from it
+      run_dir.record_identity(run.root_dir, config)
+      show_config(run, write_operative_config(run.root_dir))
 
     run = meta_train_lib.meta_train(root_dir, on_start=on_start)
     done = meta_train_lib.read_results(root_dir)["test_tasks"]

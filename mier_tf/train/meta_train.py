@@ -30,6 +30,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mier_tf import envs
 from mier_tf import identification
+from mier_tf import summaries
 from mier_tf import model as model_lib
 from mier_tf import replay
 from mier_tf.agents import sac
@@ -324,7 +325,7 @@ class MetaTrainingRun:
       if progress is not None:
         progress.update(1)
     elapsed = time.perf_counter() - start
-    with self.train_writer.as_default(step=int(self.train_step.numpy())):
+    with self.eval_writer.as_default(step=int(self.env_steps.numpy())):
       tf.summary.scalar("Perf/train_steps_per_sec", self.train_steps_per_epoch / elapsed)
 
   def _write_train_summaries(self, step, model_info, sac_info) -> None:
@@ -419,7 +420,7 @@ def meta_train(
     checkpoint_interval: int = 10,
     max_env_steps: Optional[int] = None,
     export_at_end: bool = True,
-    on_start: Optional[Callable[[str], None]] = None,
+    on_start: Optional[Callable[["MetaTrainingRun"], None]] = None,
 ) -> MetaTrainingRun:
   """Meta-trains MIER (Algorithm 1); resumes from root_dir's last checkpoint if there is one.
 
@@ -431,7 +432,8 @@ def meta_train(
     max_env_steps: stop after the epoch in which the run's meta-training environment steps
       reach this budget (the paper's budgets: 1.5M, 2.5M for ant negated joints).
     export_at_end: write the policy and model SavedModels when training ends.
-    on_start: called with root_dir once the run is built (e.g. to save the gin config).
+    on_start: called with the run once it is built and restored, before it writes anything
+      (e.g. to save the gin config).
 
   Returns:
     The finished run.
@@ -443,9 +445,14 @@ def meta_train(
     _require_int("meta_train.max_env_steps", max_env_steps, 1)
   run = MetaTrainingRun(root_dir)
   _check_fingerprint(root_dir, run.fingerprint)
-  if on_start is not None:
-    on_start(root_dir)
   resumed = run.checkpointer.restore()
+  # Summaries logged after the checkpoint (a kill mid-epoch) would be logged twice.
+  summaries.truncate_event_files(os.path.join(root_dir, "train"),
+                                 int(run.train_step.numpy()) if resumed else 0)
+  summaries.truncate_event_files(os.path.join(root_dir, "eval"),
+                                 int(run.env_steps.numpy()) if resumed else -1)
+  if on_start is not None:
+    on_start(run)
   if not resumed:
     logging.info("Initial exploration of %d training tasks", len(run.family.train_tasks))
     start = time.perf_counter()
@@ -532,5 +539,5 @@ def write_results(run: MetaTrainingRun) -> dict:
 
 def _log_env_rate(run: MetaTrainingRun, steps: int, seconds: float) -> None:
   if steps and seconds > 0:
-    with run.train_writer.as_default(step=int(run.env_steps.numpy())):
+    with run.eval_writer.as_default(step=int(run.env_steps.numpy())):
       tf.summary.scalar("Perf/env_steps_per_sec", steps / seconds)

@@ -1,0 +1,87 @@
+"""TensorBoard event files of a run: what a resumed run keeps of them.
+
+A run killed after its last checkpoint has logged steps that the resumed run will train and
+log again; TensorBoard would then draw two points at those steps (or, for a purge it does
+on its own, needs an event that TF2's writers cannot write). So before a resumed run logs
+anything, `truncate_event_files` rewrites each event file of a writer's directory without
+the summaries past the checkpoint's step: what TensorBoard shows is what the checkpoint
+holds, plus what the resumed run adds.
+
+The axes: train/ logs against training steps; eval/ (evaluations, identification, Perf/*)
+against environment steps; adapt/task_<i>/ against relabeling epochs.
+"""
+import glob
+import logging
+import os
+from typing import Iterator, List, Tuple
+
+import tensorflow as tf
+
+EVENT_FILE_PATTERN = "events.out.tfevents.*"
+
+
+def _records(path: str) -> Iterator[bytes]:
+  """The file's records; a record cut short by a kill ends the file."""
+  iterator = iter(tf.data.TFRecordDataset(path))
+  while True:
+    try:
+      record = next(iterator)
+    except StopIteration:
+      return
+    except tf.errors.DataLossError:  # the process was killed while writing this record
+      return
+    yield record.numpy()
+
+
+def _truncated(path: str, max_step: int) -> Tuple[List[bytes], bool]:
+  """The records to keep, and whether any was dropped."""
+  kept, dropped = [], False
+  for record in _records(path):
+    event = tf.compat.v1.Event.FromString(record)
+    if event.HasField("summary") and event.step > max_step:
+      dropped = True
+    else:
+      kept.append(record)
+  return kept, dropped
+
+
+def truncate_event_files(logdir: str, max_step: int) -> int:
+  """Drops every summary logged at a step past `max_step` from the event files in logdir.
+
+  Each changed file is written whole to a temporary file, then renamed over the old one (a
+  kill leaves the old or the new file, never half of one). Files without such summaries
+  are not touched. Call it before this process writes to logdir.
+
+  Args:
+    logdir: a writer's directory (its event files directly in it).
+    max_step: the last step the checkpoint being resumed covers, in the directory's axis.
+
+  Returns:
+    How many files were rewritten.
+  """
+  rewritten = 0
+  for path in sorted(glob.glob(os.path.join(logdir, EVENT_FILE_PATTERN))):
+    if path.endswith(".tmp"):
+      os.remove(path)  # left by a kill during an earlier truncation
+      continue
+    kept, dropped = _truncated(path, max_step)
+    if not dropped and os.path.getsize(path) == sum(len(r) + 16 for r in kept):
+      continue
+    with tf.io.TFRecordWriter(path + ".tmp") as writer:
+      for record in kept:
+        writer.write(record)
+    os.replace(path + ".tmp", path)
+    rewritten += 1
+  if rewritten:
+    logging.info("%s: dropped summaries past step %d (logged after the checkpoint resumed "
+                 "from)", logdir, max_step)
+  return rewritten
+
+
+def has_tag(logdir: str, tag: str) -> bool:
+  """Whether any event file directly under logdir holds a summary with this tag."""
+  for path in sorted(glob.glob(os.path.join(logdir, EVENT_FILE_PATTERN))):
+    for record in _records(path):
+      if any(value.tag == tag for value in tf.compat.v1.Event.FromString(record).summary.value):
+        return True
+  return False
