@@ -52,10 +52,9 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str],
   try:
     gin.parse_config_files_and_bindings(paths, gin_bindings, finalize_config=False)
   except (ValueError, SyntaxError, KeyError, IOError) as e:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise UsageError(f"bad gin config ({', '.join(gin_files)}"
-                     f"{'; bindings ' + repr(list(gin_bindings)) if gin_bindings else ''}): "
-                     f"{first}") from e
+    raise _gin_parse_error(
+        f"{', '.join(gin_files)}"
+        f"{'; bindings ' + repr(list(gin_bindings)) if gin_bindings else ''}", e) from e
   finally:
     logging.disable(logging.NOTSET)
   if root_dir is None:
@@ -127,10 +126,24 @@ def parse_run_config(path: str, gin_bindings: Sequence[str] = ()) -> None:
     gin.parse_config(text)
     gin.parse_config_files_and_bindings([], gin_bindings, finalize_config=False)
   except (ValueError, SyntaxError, KeyError, IOError) as e:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise UsageError(f"bad gin config ({path}; bindings {list(gin_bindings)!r}): {first}") from e
+    raise _gin_parse_error(f"{path}; bindings {list(gin_bindings)!r}", e) from e
   finally:
     logging.disable(logging.NOTSET)
+
+
+def _without_gin_context(message: str) -> str:
+  """The message without the " In call to configurable 'X' (<function X at 0x...>)" tails
+  gin appends for each configurable the error passed through."""
+  return re.sub(r"\s*In call to configurable '[^']*' \(<[^>]*>\)", "", message).strip()
+
+
+def _gin_parse_error(source: str, error: Exception) -> UsageError:
+  """One line for a config gin cannot parse, with the usual cause's fix."""
+  first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  if "malformed node or string" in first:  # gin evaluates values as Python literals
+    first = ("a value is not a Python literal (a string binding needs quotes, e.g. "
+             "MetaTrainingRun.family='cheetah_vel')")
+  return UsageError(f"bad gin config ({source}): {first}")
 
 
 @contextlib.contextmanager
@@ -172,7 +185,7 @@ def one_line_errors() -> Iterator[None]:
   except known as e:
     if os.environ.get("MIER_DEBUG"):
       raise
-    message = " ".join(str(e).split()) or type(e).__name__
+    message = _without_gin_context(" ".join(str(e).split())) or type(e).__name__
     logging.debug("full error", exc_info=True)
     sys.stderr.write(f"error: {message}\n")
     sys.exit(2)

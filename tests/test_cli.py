@@ -58,3 +58,22 @@ def test_seed_flag_binds_every_seed_and_names_the_default_directory():
   assert gin.query_parameter("adapt_ood.seed") == 3
   assert os.path.basename(root).startswith("smoke__s3__")
   assert cli.seed_bindings(None) == []
+
+
+def test_an_unquoted_string_binding_is_told_to_quote_it():
+  with pytest.raises(cli.UsageError, match="a string binding needs quotes"):
+    cli.parse_gin([os.path.join(cli.REPO_GIN_DIR, "smoke.gin")],
+                  ["MetaTrainingRun.family=cheetah_vel"], root_dir="unused")
+
+
+def test_error_lines_lose_gins_call_context_and_its_memory_addresses(capsys):
+  def fail():
+    raise ValueError("meta_train.num_epochs must be an integer >= 1; got -1 In call to "
+                     "configurable 'meta_train' (<function meta_train at 0x7f96dce7b2e0>) "
+                     "In call to configurable 'train_and_adapt' (<function train_and_adapt "
+                     "at 0x7f0>)")
+  with pytest.raises(SystemExit) as exit_info, cli.one_line_errors():
+    fail()
+  assert exit_info.value.code == 2
+  assert capsys.readouterr().err == (
+      "error: meta_train.num_epochs must be an integer >= 1; got -1\n")
