@@ -54,6 +54,43 @@ def relabel_transitions(model, actor_network, context: tf.Tensor, batch: Dict[st
   return {k: v[finite] for k, v in out.items()}
 
 
+def relabel_error(env, relabeled: Dict[str, np.ndarray], rows: int = 500,
+                  seed: int = 0) -> Dict[str, float]:
+  """How far relabeled transitions are from the simulator's on the new task.
+
+  For `rows` of them (drawn at random), the simulator steps from the observation with the
+  relabeled action (`robots.step_from_observation`) and gives the task's own next
+  observation and reward.
+
+  Args:
+    env: an env of the new task whose observation is its state (cheetah, ant).
+    relabeled: what `relabel_transitions` returned.
+    rows: how many transitions to score.
+    seed: seed of the row draw.
+
+  Returns:
+    reward_mae (mean |relabeled - true| reward), reward_bias (mean relabeled - true),
+    reward_corr (their correlation), reward_true_std (the true rewards' spread, the scale
+    of the error), next_state_rmse (root mean square over rows and dimensions of the
+    next-observation error), rows.
+  """
+  from mier_tf.envs import robots  # pylint: disable=import-outside-toplevel
+  n = relabeled["reward"].shape[0]
+  pick = np.random.default_rng(seed).choice(n, min(rows, n), replace=False)
+  env.reset(seed=seed)
+  truth = [robots.step_from_observation(env, relabeled["observation"][i],
+                                        relabeled["action"][i]) for i in pick]
+  true_next = np.array([t[0] for t in truth])
+  true_reward = np.array([t[1] for t in truth])
+  error = relabeled["reward"][pick] - true_reward
+  return {"reward_mae": float(np.mean(np.abs(error))), "reward_bias": float(np.mean(error)),
+          "reward_corr": float(np.corrcoef(relabeled["reward"][pick], true_reward)[0, 1]),
+          "reward_true_std": float(np.std(true_reward)),
+          "next_state_rmse": float(np.sqrt(np.mean(
+              (relabeled["next_observation"][pick] - true_next) ** 2))),
+          "rows": int(len(pick))}
+
+
 @tf.function(reduce_retracing=True)
 def _relabel_chunk(model, actor_network, context, batch, policy_actions: bool, seeds):
   obs = batch["observation"]

@@ -105,3 +105,34 @@ def test_empty_relabeling_is_an_error():
   mix = relabel.MixedBatches(_stored(5))
   with pytest.raises(FloatingPointError, match="no finite rows"):
     mix.set_relabeled({k: v[:0] for k, v in _stored(5).items()})
+
+
+def test_relabel_error_scores_transitions_against_the_simulator():
+  from mier_tf import envs  # pylint: disable=import-outside-toplevel
+  family = envs.get_task_family("cheetah_vel_hard")
+  env = family.make_env(family.test_tasks[0])
+  rng = np.random.default_rng(0)
+  obs, _ = env.reset(seed=0)
+  rows = {k: [] for k in ("observation", "action", "reward", "next_observation")}
+  for _ in range(60):
+    action = rng.uniform(-1, 1, 6).astype(np.float32)
+    next_obs, reward, _, _, _ = env.step(action)
+    for key, value in zip(rows, (obs, action, reward, next_obs)):
+      rows[key].append(value)
+    obs = next_obs
+  real = {k: np.array(v, np.float32) for k, v in rows.items()}
+  exact = relabel.relabel_error(family.make_env(family.test_tasks[0]), real, rows=40)
+  assert exact["rows"] == 40
+  assert exact["reward_mae"] < 1e-5 and exact["next_state_rmse"] < 1e-5
+  assert exact["reward_corr"] == pytest.approx(1.0, abs=1e-6)
+  # A model 0.3 too optimistic about every reward and 0.1 off in every next-state entry.
+  made_up = dict(real, reward=real["reward"] + 0.3,
+                 next_observation=real["next_observation"] - 0.1)
+  error = relabel.relabel_error(family.make_env(family.test_tasks[0]), made_up, rows=40)
+  assert error["reward_mae"] == pytest.approx(0.3, abs=1e-5)
+  assert error["reward_bias"] == pytest.approx(0.3, abs=1e-5)
+  assert error["next_state_rmse"] == pytest.approx(0.1, abs=1e-5)
+  assert error["reward_true_std"] == pytest.approx(exact["reward_true_std"], rel=1e-6)
+  # Against another task's simulator the same transitions' rewards are off.
+  other = relabel.relabel_error(family.make_env(family.train_tasks[0]), real, rows=40)
+  assert other["reward_mae"] > 0.5

@@ -161,6 +161,12 @@ def test_adapt_then_plot(run_dir):
   with open(os.path.join(run_dir, "eval", "results.json")) as f:
     entry = json.load(f)["test_tasks"]["0"]
   assert np.isfinite(entry["mier"]) and np.isfinite(entry["mier_wr"])
+  # The relabeled rewards scored against the simulator on the test task, in both places.
+  error = entry["relabel_error"]
+  assert error["rows"] > 0 and error["reward_mae"] > 0 and error["reward_true_std"] > 0
+  assert error["next_state_rmse"] < 1e-3  # cheetah_vel_hard relabels rewards only
+  for key in ("reward_mae", "reward_bias", "reward_corr", "next_state_rmse"):
+    assert len(scalars[f"Relabel/{key}"][0]) == 2, key
   proc = _run(["scripts/plot.py", f"--root_dir={run_dir}"])
   for name in ("learning_curves.png", "training_losses.png", "mier_vs_mier_wr.png"):
     path = os.path.join(run_dir, "plots", name)

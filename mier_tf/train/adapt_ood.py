@@ -134,6 +134,11 @@ def adapt_ood(
   per_task = max(1, relabel_states // min(relabel_tasks, num_train))
   actor = run.agent.policy._actor_network  # pylint: disable=protected-access
   context_row = context[None]
+  # Relabeled transitions scored against the simulator on this task, where it can step from
+  # an observation (cheetah and ant: the observation is the state).
+  scoring_env = run.family.make_env(task)
+  scorable = getattr(scoring_env.unwrapped, "observation_is_state", False)
+  errors = []
   curve = []
   step = 0
   with logging_redirect_tqdm(), tqdm.tqdm(
@@ -144,8 +149,12 @@ def adapt_ood(
         if step % relabel_every == 0:
           ids = rng.choice(num_train, min(relabel_tasks, num_train), replace=False)
           states = flatten_tasks(run.tables.sample(ids, "full", per_task))
-          mix.set_relabeled(relabel.relabel_transitions(
-              adapted_model, actor, context, states, relabel_mode, seed=int(rng.integers(2**30))))
+          relabeled = relabel.relabel_transitions(
+              adapted_model, actor, context, states, relabel_mode,
+              seed=int(rng.integers(2**30)))
+          mix.set_relabeled(relabeled)
+          if scorable:
+            errors.append(relabel.relabel_error(scoring_env, relabeled, seed=step))
         for _ in range(updates_per_step):
           batch = {k: tf.convert_to_tensor(v[None]) for k, v in mix.sample().items()}
           losses = run.learner.train_tagged(batch, context_row)
@@ -157,6 +166,9 @@ def adapt_ood(
         tf.summary.scalar("SAC/critic_loss", losses.critic_loss)
         tf.summary.scalar("SAC/actor_loss", losses.actor_loss)
         tf.summary.scalar("SAC/alpha", losses.alpha)
+        if errors:  # the last relabeling's
+          for key in ("reward_mae", "reward_bias", "reward_corr", "next_state_rmse"):
+            tf.summary.scalar(f"Relabel/{key}", errors[-1][key])
       bar.set_postfix(mier=f"{curve[-1]:.1f}", mier_wr=f"{mier_wr:.1f}")
   writer.flush()
 
@@ -165,7 +177,11 @@ def adapt_ood(
   adapted_model.context.assign(context)  # the export's prior context is the task's phi_T
   export.export_model(adapted_model, export_dir, run.inner_steps, run.inner_lr)
 
+  scoring_env.close()
   result = {"mier_wr": mier_wr, "mier": curve[-1] if curve else mier_wr, "mier_curve": curve}
+  if errors:  # averaged over the task's relabelings
+    result["relabel_error"] = {key: float(np.mean([e[key] for e in errors]))
+                               for key in errors[0]}
   results = meta_train_lib.read_results(root_dir)
   entry = results.setdefault("test_tasks", {}).setdefault(str(task_index), {})
   entry.update(task=run.family.describe_task(task), **result)
