@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import shutil
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -28,6 +29,50 @@ def read_scalars(logdir: str) -> Dict[str, Series]:
           for tag, d in points.items()}
 
 
+SAVED_SCALARS = "scalars.json"
+
+
+def run_scalars(root_dir: str, writer: str) -> Dict[str, Series]:
+  """A run's scalars of one writer ("train", "eval", "adapt/task_3"...), from its event files
+  or, for a run saved by `save_run`, from its scalars.json."""
+  saved = os.path.join(root_dir, SAVED_SCALARS)
+  if os.path.exists(saved):
+    with open(saved) as f:
+      tags = json.load(f).get(writer, {})
+    return {tag: (np.array(v["steps"]), np.array(v["values"])) for tag, v in tags.items()}
+  return read_scalars(os.path.join(root_dir, writer))
+
+
+def save_run(root_dir: str, out_dir: str, train_points: int = 200) -> List[str]:
+  """Copies what a run's plots and tables need into out_dir, small enough to commit.
+
+  Writes eval/results.json, operative_config.gin, and scalars.json: every scalar of eval/ and
+  of each adapt/task_<i>/, and those of train/ at up to `train_points` evenly spaced steps.
+  `plot_runs` reads such a directory as it reads the run.
+  """
+  os.makedirs(os.path.join(out_dir, "eval"), exist_ok=True)
+  written = []
+  for name in ("eval/results.json", "operative_config.gin"):
+    if os.path.exists(os.path.join(root_dir, name)):
+      shutil.copyfile(os.path.join(root_dir, name), os.path.join(out_dir, name))
+      written.append(os.path.join(out_dir, name))
+  writers = ["eval", "train"] + sorted(
+      os.path.relpath(d, root_dir) for d in glob.glob(os.path.join(root_dir, "adapt", "task_*")))
+  scalars = {}
+  for writer in writers:
+    tags = {}
+    for tag, (steps, values) in read_scalars(os.path.join(root_dir, writer)).items():
+      if writer == "train" and len(steps) > train_points:
+        keep = np.unique(np.linspace(0, len(steps) - 1, train_points).round().astype(int))
+        steps, values = steps[keep], values[keep]
+      tags[tag] = {"steps": [int(x) for x in steps], "values": [float(x) for x in values]}
+    scalars[writer] = tags
+  with open(os.path.join(out_dir, SAVED_SCALARS), "w") as f:
+    json.dump(scalars, f)
+  written.append(os.path.join(out_dir, SAVED_SCALARS))
+  return written
+
+
 def _mean_and_spread(curves: List[Series]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Mean and standard deviation over runs, on the steps that every run has."""
   common = sorted(set.intersection(*(set(c[0].tolist()) for c in curves)))
@@ -41,8 +86,8 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   os.makedirs(out_dir, exist_ok=True)
-  evals = [read_scalars(os.path.join(d, "eval")) for d in root_dirs]
-  trains = [read_scalars(os.path.join(d, "train")) for d in root_dirs]
+  evals = [run_scalars(d, "eval") for d in root_dirs]
+  trains = [run_scalars(d, "train") for d in root_dirs]
   label = f"{len(root_dirs)} run{'s' if len(root_dirs) > 1 else ''}"
   written = []
 

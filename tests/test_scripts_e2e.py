@@ -149,7 +149,7 @@ def test_evaluate_reads_the_family_from_the_run_and_repeats_episodes(run_dir):
   assert len(task["returns"]) == 2 and task["return"] == pytest.approx(np.mean(task["returns"]))
 
 
-def test_adapt_then_plot(run_dir):
+def test_adapt_then_plot(run_dir, tmp_path):
   before = _tree_digest(os.path.join(run_dir, "checkpoints"))
   _run(["scripts/adapt.py", f"--root_dir={run_dir}", "--task=0"])
   assert _tree_digest(os.path.join(run_dir, "checkpoints")) == before  # never modified
@@ -173,6 +173,19 @@ def test_adapt_then_plot(run_dir):
     assert os.path.getsize(path) > 5000, path
     with open(path, "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  # Saved without checkpoints or events, the run still gives its scalars and its plots.
+  saved = str(tmp_path / "saved")
+  _run(["scripts/save_run.py", f"--root_dir={run_dir}", f"--out_dir={saved}"])
+  assert sorted(os.listdir(saved)) == ["eval", "operative_config.gin", "scalars.json"]
+  for writer in ("eval", "train", "adapt/task_0"):
+    original, copy = plotting.read_scalars(os.path.join(run_dir, writer)), \
+        plotting.run_scalars(saved, writer)
+    assert sorted(copy) == sorted(original), writer
+    for tag, (steps, values) in original.items():
+      np.testing.assert_array_equal(copy[tag][0], steps)
+      np.testing.assert_allclose(copy[tag][1], values, rtol=1e-6)
+  _run(["scripts/plot.py", f"--root_dir={saved}", f"--out_dir={saved}/plots"])
+  assert os.path.getsize(os.path.join(saved, "plots", "mier_vs_mier_wr.png")) > 5000
 
 
 def _counters_and_sizes(root):
