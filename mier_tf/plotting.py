@@ -106,20 +106,34 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
     if len(series) > 1:
       ax.fill_between(x, mean - std, mean + std, alpha=0.25)
 
+  # Returns above standing still on the same tasks: 0 is doing nothing, and training and
+  # test tasks (whose still returns differ by hundreds) share one scale.
   fig, ax = plt.subplots(figsize=(6, 4))
-  band(ax, [e.get("Eval/train_return") for e in evals], "training tasks (MIER-wR)")
-  band(ax, [e.get("Eval/test_return_mier_wr") for e in evals], "test tasks (MIER-wR)")
+  band(ax, [e.get("Eval/train_return_above_still") for e in evals], "training tasks (MIER-wR)")
+  band(ax, [e.get("Eval/test_return_mier_wr_above_still") for e in evals],
+       "test tasks (MIER-wR)")
+  ax.axhline(0.0, color="grey", lw=0.8, ls="--", label="standing still")
   ax.set_xlabel("meta-training environment steps")
-  ax.set_ylabel("average return")
+  ax.set_ylabel("return minus standing still's")
   ax.set_title(f"Meta-training ({label}; mean and std)")
   ax.legend()
   save(fig, "learning_curves.png")
 
-  tags = ["Model/nll_before_adapt", "Model/nll_after_adapt", "SAC/critic_loss", "SAC/alpha"]
-  fig, axes = plt.subplots(1, len(tags), figsize=(4 * len(tags), 3.2))
-  for ax, tag in zip(axes, tags):
+  # The model: NLL with the prior and with the adapted context on one axis (the gap is
+  # what identification buys), then the SAC critic and temperature.
+  fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+  band(axes[0], [t.get("Model/nll_before_adapt") for t in trains], "prior context")
+  band(axes[0], [t.get("Model/nll_after_adapt") for t in trains], "adapted context")
+  axes[0].set_title("Model NLL on the evaluation batch")
+  axes[0].set_ylabel("negative log-likelihood")
+  axes[0].legend()
+  for ax, tag, ylabel in ((axes[1], "SAC/critic_loss", "critic loss"),
+                          (axes[2], "SAC/alpha", "entropy temperature alpha")):
     band(ax, [t.get(tag) for t in trains], tag)
     ax.set_title(tag)
+    ax.set_ylabel(ylabel)
+  axes[1].set_yscale("log")
+  for ax in axes:
     ax.set_xlabel("training step")
   save(fig, "training_losses.png")
 
@@ -131,18 +145,32 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
         results.append(json.load(f).get("test_tasks", {}))
   indices = sorted({int(i) for r in results for i, e in r.items() if "mier" in e})
   if indices:
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(indices) + 2), 4))
+    # Per test task: both methods above standing still, and MIER's gain over MIER-wR. Bars
+    # from 0 on raw returns near -500 would hide differences of tens.
+    def per_task(value):
+      return [[value(r[str(i)]) for r in results if str(i) in r and "mier" in r[str(i)]]
+              for i in indices]
+    x = np.arange(len(indices))
+    fig, axes = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(indices) + 2), 6.5), sharex=True)
     width = 0.38
     for offset, key, name in ((-width / 2, "mier_wr", "MIER-wR"), (width / 2, "mier", "MIER")):
-      per_task = [[r[str(i)][key] for r in results if str(i) in r and key in r[str(i)]]
-                  for i in indices]
-      ax.bar(np.arange(len(indices)) + offset, [np.mean(v) for v in per_task], width,
-             yerr=[np.std(v) if len(v) > 1 else 0 for v in per_task], label=name, capsize=3)
-    ax.set_xticks(np.arange(len(indices)))
-    ax.set_xticklabels([str(i) for i in indices])
-    ax.set_xlabel("test task")
-    ax.set_ylabel("return")
-    ax.set_title(f"Out-of-distribution test tasks ({label})")
-    ax.legend()
+      values = per_task(lambda e, key=key: e[key] - e["standing_still"])
+      axes[0].bar(x + offset, [np.mean(v) for v in values], width, label=name, capsize=3,
+                  yerr=[np.std(v) if len(v) > 1 else 0 for v in values])
+    axes[0].axhline(0.0, color="grey", lw=0.8, ls="--")
+    axes[0].set_ylabel("return minus standing still's")
+    axes[0].set_title(f"Out-of-distribution test tasks ({label})")
+    low, high = axes[0].get_ylim()
+    axes[0].set_ylim(low, high + 0.25 * (high - low))  # room for the legend above the bars
+    axes[0].legend(loc="upper left", ncol=2)
+    gains = per_task(lambda e: e["mier"] - e["mier_wr"])
+    axes[1].bar(x, [np.mean(v) for v in gains], 0.6, color="tab:green", capsize=3,
+                yerr=[np.std(v) if len(v) > 1 else 0 for v in gains])
+    axes[1].axhline(0.0, color="grey", lw=0.8)
+    axes[1].set_ylabel("MIER minus MIER-wR")
+    axes[1].set_xticks(x)
+    axes[1].set_xticklabels([f"{i}\n{results[0].get(str(i), {}).get('task', '')}"
+                             for i in indices], fontsize=8)
+    axes[1].set_xlabel("test task")
     save(fig, "mier_vs_mier_wr.png")
   return written

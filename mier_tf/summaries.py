@@ -13,7 +13,7 @@ against environment steps; adapt/task_<i>/ against relabeling epochs.
 import glob
 import logging
 import os
-from typing import Iterator, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import tensorflow as tf
 
@@ -85,3 +85,29 @@ def has_tag(logdir: str, tag: str) -> bool:
       if any(value.tag == tag for value in tf.compat.v1.Event.FromString(record).summary.value):
         return True
   return False
+
+
+HPARAMS_TAG = "_hparams_/session_start_info"  # the tag TensorBoard's HParams plugin writes
+
+
+def hparam_value(value):
+  """A value TensorBoard's HParams plugin takes (bool, int, float or str)."""
+  if isinstance(value, (bool, int, float, str)):
+    return value
+  return str(tuple(value) if isinstance(value, list) else value)
+
+
+def write_hparams(logdir: str, hparams: Dict[str, object]) -> bool:
+  """The run's hyperparameters for TensorBoard's HParams tab, once per logdir.
+
+  Written in the run's own directory: the plugin then finds its metrics in the run's
+  train/ and eval/ (as Keras' HParams callback lays them out). Returns whether it wrote.
+  """
+  from tensorboard.plugins.hparams import api as hp  # pylint: disable=import-outside-toplevel
+  if has_tag(logdir, HPARAMS_TAG):
+    return False  # a resumed run: the same configuration, already written
+  writer = tf.summary.create_file_writer(logdir)
+  with writer.as_default():
+    hp.hparams({name: hparam_value(v) for name, v in hparams.items()})
+  writer.close()
+  return True

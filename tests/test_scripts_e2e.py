@@ -59,6 +59,19 @@ def test_train_writes_the_contracted_files(run_dir):
 
 
 def test_event_files_hold_the_design_tags(run_dir):
+  # The hyperparameters (every binding of the configs) in ROOT, for the HParams tab.
+  from tensorboard.plugins.hparams import plugin_data_pb2  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  hparams = [plugin_data_pb2.HParamsPluginData.FromString(
+      v.metadata.plugin_data.content).session_start_info.hparams
+             for name in os.listdir(run_dir) if name.startswith("events.out.tfevents.")
+             for r in tf.data.TFRecordDataset(os.path.join(run_dir, name))
+             for v in tf.compat.v1.Event.FromString(r.numpy()).summary.value
+             if v.tag == "_hparams_/session_start_info"]
+  assert len(hparams) == 1
+  assert hparams[0]["MetaTrainingRun.family"].string_value == "cheetah_vel_hard"
+  assert hparams[0]["MetaTrainingRun.train_steps_per_epoch"].number_value == 3
+  assert hparams[0]["create_sac_agent.critic_fc_layers"].string_value == "(32, 32)"
   train = plotting.read_scalars(os.path.join(run_dir, "train"))
   evals = plotting.read_scalars(os.path.join(run_dir, "eval"))
   for tag in ("Model/nll_before_adapt", "Model/nll_after_adapt", "Model/meta_loss",
@@ -120,6 +133,23 @@ print(json.dumps({"mier_loaded": any(m.startswith("mier_tf") for m in sys.module
                   "reward": list(pred["reward"].shape), "context": list(adapted.shape),
                   "moved": float(np.abs(adapted - ctx).max())}))
 """
+
+
+def test_exports_every_n_epochs_named_by_their_env_steps(tmp_path):
+  root = str(tmp_path / "exports")
+  _train(root, "meta_train.export_interval=1", "meta_train.export_at_end=False")
+  with open(os.path.join(root, "eval", "results.json")) as f:
+    final_steps = json.load(f)["env_steps"]
+  steps = sorted(int(name.split("_")[1]) for name in os.listdir(os.path.join(root, "export")))
+  assert len(steps) == 2 and steps[-1] == final_steps  # smoke: 2 epochs
+  for step in steps:
+    for name in ("policy", "collect_policy", "model"):
+      assert os.path.exists(os.path.join(root, "export", f"step_{step}", name,
+                                         "saved_model.pb")), (step, name)
+  proc = _run(["scripts/evaluate.py", f"--export_dir={root}/export/step_{steps[0]}",
+               "--family=cheetah_vel_hard", "--split=train", "--tasks=0,1"])
+  report = json.loads(proc.stdout)
+  assert len(report["tasks"]) == 2 and np.isfinite(report["mean_return"])
 
 
 def test_saved_models_load_in_a_fresh_process_without_mier_tf(run_dir, tmp_path):

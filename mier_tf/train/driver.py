@@ -23,8 +23,21 @@ def write_operative_config(root_dir: str) -> str:
   return config
 
 
+# Configurables whose bindings are a run's hyperparameters in TensorBoard's HParams tab.
+HPARAM_CONFIGURABLES = ("MetaTrainingRun", "meta_train", "ContextualDynamicsModel",
+                        "MetaTrainer", "create_sac_agent", "adapt_ood")
+
+
+def hparams_from_gin() -> dict:
+  """Every binding of the configs and flags to HPARAM_CONFIGURABLES ("Name.param": value)."""
+  return {f"{name}.{param}": value for name in HPARAM_CONFIGURABLES
+          for param, value in sorted(gin.get_bindings(name).items())}
+
+
 def show_config(run, config: str) -> None:
-  """The config as text in TensorBoard (train/, step 0), once per run directory."""
+  """The config in TensorBoard, once per run directory: as text (train/, step 0) and as
+  hyperparameters (HParams tab, written in ROOT)."""
+  summaries.write_hparams(run.root_dir, hparams_from_gin())
   if summaries.has_tag(os.path.join(run.root_dir, "train"), CONFIG_TAG):
     return  # a resumed run: its config is the same (run_config.gin) and already shown
   with run.train_writer.as_default(step=0):

@@ -420,6 +420,7 @@ def meta_train(
     checkpoint_interval: int = 10,
     max_env_steps: Optional[int] = None,
     export_at_end: bool = True,
+    export_interval: Optional[int] = None,
     on_start: Optional[Callable[["MetaTrainingRun"], None]] = None,
 ) -> MetaTrainingRun:
   """Meta-trains MIER (Algorithm 1); resumes from root_dir's last checkpoint if there is one.
@@ -431,7 +432,9 @@ def meta_train(
     checkpoint_interval: epochs between checkpoints (the last epoch is always saved).
     max_env_steps: stop after the epoch in which the run's meta-training environment steps
       reach this budget (the paper's budgets: 1.5M, 2.5M for ant negated joints).
-    export_at_end: write the policy and model SavedModels when training ends.
+    export_at_end: write the policy and model SavedModels when training ends (export/).
+    export_interval: also export them every this many epochs to export/step_<env_steps>/
+      (None: only at the end).
     on_start: called with the run once it is built and restored, before it writes anything
       (e.g. to save the gin config).
 
@@ -443,6 +446,8 @@ def meta_train(
     _require_int(f"meta_train.{name}", value, 1)
   if max_env_steps is not None:
     _require_int("meta_train.max_env_steps", max_env_steps, 1)
+  if export_interval is not None:
+    _require_int("meta_train.export_interval", export_interval, 1)
   run = MetaTrainingRun(root_dir)
   _check_fingerprint(root_dir, run.fingerprint)
   resumed = run.checkpointer.restore()
@@ -483,6 +488,9 @@ def meta_train(
         run.evaluate()
         bar.set_postfix(train_return=f"{run.last_returns['train']:.1f}",
                         test_return=f"{run.last_returns['test']:.1f}")
+      # Before the checkpoint: a kill between the two redoes the epoch and its export.
+      if export_interval is not None and epoch % export_interval == 0:
+        _export(run, os.path.join(root_dir, "export", f"step_{int(run.env_steps.numpy())}"))
       if epoch % checkpoint_interval == 0 or last:
         run.checkpointer.save(run.rng, run.host_state())
   run.train_writer.flush()
@@ -491,9 +499,14 @@ def meta_train(
   # A resumed run with nothing left to train keeps its export (a kill before it: write it).
   if export_at_end and (run.epochs_run or not os.path.exists(
       os.path.join(export_dir, "model", "saved_model.pb"))):
-    export.export_policy(run.agent, export_dir)
-    export.export_model(run.model, export_dir, run.inner_steps, run.inner_lr)
+    _export(run, export_dir)
   return run
+
+
+def _export(run: MetaTrainingRun, export_dir: str) -> None:
+  """The policy and model SavedModels of the run as it stands, in export_dir."""
+  export.export_policy(run.agent, export_dir)
+  export.export_model(run.model, export_dir, run.inner_steps, run.inner_lr)
 
 
 def _budget_spent(run: MetaTrainingRun, max_env_steps: Optional[int]) -> bool:

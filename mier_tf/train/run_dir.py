@@ -28,6 +28,7 @@ LOCK = ".lock"
 # runs after meta-training. Everything else (seed, sizes, schedule...) is the run's identity.
 RESUMABLE_BINDINGS = frozenset({
     "meta_train.num_epochs", "meta_train.max_env_steps", "meta_train.export_at_end",
+    "meta_train.export_interval",
     "train_and_adapt.adapt_test_tasks",
 })
 
