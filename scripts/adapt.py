@@ -1,11 +1,11 @@
 """MIER on out-of-distribution test tasks (Algorithm 2): experience relabeling.
 
     python scripts/adapt.py --root_dir=runs/cheetah_vel_hard/X --task=0
-    python scripts/adapt.py --root_dir=runs/cheetah_vel_hard/X --task=all
+    python scripts/adapt.py --root_dir=runs/cheetah_vel_hard/X --task=all [--seed=1]
 
 Reads the run's operative_config.gin and last checkpoint (never modified), writes TensorBoard
 events and SavedModels under ROOT/adapt/task_<i>/, and adds each task's MIER-wR and MIER
-returns to ROOT/eval/results.json.
+returns to ROOT/eval/results.json; ends by printing the run's results.
 """
 import os
 import sys
@@ -20,6 +20,8 @@ from mier_tf import cli
 flags.DEFINE_string("root_dir", None, "A meta-training run's directory.", required=True)
 flags.DEFINE_string("task", "all", "Index of a test task, or 'all'.")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. adapt_ood.num_epochs=2.")
+flags.DEFINE_integer("seed", None, "Seed of relabeling and batch draws (adapt_ood.seed; "
+                     "default: the run's).")
 FLAGS = flags.FLAGS
 
 
@@ -30,7 +32,10 @@ def main(argv):
     config = os.path.join(FLAGS.root_dir, "operative_config.gin")
     if not os.path.isfile(config):
       raise cli.UsageError(f"{config} not found: --root_dir must be a run of scripts/train.py")
-    cli.parse_run_config(config, FLAGS.gin_bindings)
+    bindings = list(FLAGS.gin_bindings)
+    if FLAGS.seed is not None:
+      bindings.append(f"adapt_ood.seed = {FLAGS.seed}")
+    cli.parse_run_config(config, bindings)
     with run_dir.RunDirectoryLock(FLAGS.root_dir):
       if FLAGS.task == "all":
         adapt_ood.adapt_all_test_tasks(FLAGS.root_dir)
@@ -41,6 +46,7 @@ def main(argv):
           raise cli.UsageError(
               f"--task must be a test task index or 'all', not {FLAGS.task!r}") from None
         adapt_ood.adapt_ood(FLAGS.root_dir, index)
+  print(driver.summary(FLAGS.root_dir))  # the results on screen, read from results.json
 
 
 if __name__ == "__main__":

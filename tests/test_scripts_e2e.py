@@ -92,6 +92,18 @@ def test_event_files_hold_the_design_tags(run_dir):
     assert len(evals[tag][0]) == 2, tag  # at each evaluation, against environment steps
     np.testing.assert_array_equal(evals[tag][0], evals["Eval/train_return"][0])
     assert np.all(np.isfinite(evals[tag][1])), tag
+  # One process, one event file per writer (and one in ROOT, the hyperparameters).
+  for writer in ("train", "eval", "."):
+    files = [n for n in os.listdir(os.path.join(run_dir, writer))
+             if n.startswith("events.out.tfevents.")]
+    assert len(files) == 1, (writer, files)
+  # Episode lengths (cheetah never falls: the time limit) and one return curve per test task.
+  for split in ("train", "test"):
+    np.testing.assert_array_equal(evals[f"Eval/{split}_episode_length"][1], [200, 200])
+  per_task = sorted(t for t in evals if t.startswith("Eval_test_task/return_"))
+  assert len(per_task) == 30 and per_task[0] == "Eval_test_task/return_00"
+  np.testing.assert_allclose(np.mean([evals[t][1] for t in per_task], axis=0),
+                             evals["Eval/test_return_mier_wr"][1], rtol=1e-5)
   # smoke: 2 epochs x 3 steps, a summary every step
   np.testing.assert_array_equal(train["SAC/critic_loss"][0], np.arange(1, 7))
   assert len(evals["Eval/test_return_mier_wr"][0]) == 2
@@ -181,7 +193,8 @@ def test_evaluate_reads_the_family_from_the_run_and_repeats_episodes(run_dir):
 
 def test_adapt_then_plot(run_dir, tmp_path):
   before = _tree_digest(os.path.join(run_dir, "checkpoints"))
-  _run(["scripts/adapt.py", f"--root_dir={run_dir}", "--task=0"])
+  proc = _run(["scripts/adapt.py", f"--root_dir={run_dir}", "--task=0"])
+  assert "test task 0 (v=" in proc.stdout and "MIER " in proc.stdout  # the summary
   assert _tree_digest(os.path.join(run_dir, "checkpoints")) == before  # never modified
   task_dir = os.path.join(run_dir, "adapt", "task_0")
   scalars = plotting.read_scalars(task_dir)

@@ -5,7 +5,7 @@ MIER-wR), batched over tasks: one prior-context episode per task gives D_adapt, 
 gradient steps on the context give phi_T, and one episode with the deterministic policy
 on concat(s, phi_T) gives the return that is reported.
 """
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Tuple
 
 import numpy as np
 
@@ -17,7 +17,16 @@ AdaptFn = Callable[[dict], np.ndarray]
 def evaluate_mier_wr(collector: MultiTaskCollector, tasks: Sequence, prior_context: np.ndarray,
                      adapt_fn: AdaptFn, explore_fn: ActionFn, greedy_fn: ActionFn,
                      adapt_steps: int, slots: int) -> np.ndarray:
-  """Returns the MIER-wR return of each task.
+  """Returns the MIER-wR return of each task (see `evaluate_mier_wr_episodes`)."""
+  return evaluate_mier_wr_episodes(collector, tasks, prior_context, adapt_fn, explore_fn,
+                                   greedy_fn, adapt_steps, slots)[0]
+
+
+def evaluate_mier_wr_episodes(collector: MultiTaskCollector, tasks: Sequence,
+                              prior_context: np.ndarray, adapt_fn: AdaptFn,
+                              explore_fn: ActionFn, greedy_fn: ActionFn, adapt_steps: int,
+                              slots: int) -> Tuple[np.ndarray, np.ndarray]:
+  """The MIER-wR return and episode length of each task.
 
   Args:
     collector: a collector over the tasks' family.
@@ -28,17 +37,24 @@ def evaluate_mier_wr(collector: MultiTaskCollector, tasks: Sequence, prior_conte
     greedy_fn: the deterministic policy, used for the evaluation episode.
     adapt_steps: transitions of adaptation data per task.
     slots: the most tasks collected at once.
+
+  Returns:
+    (returns, lengths): per task, the evaluation episode's return and its number of steps
+    (the time limit, or fewer where the robot fell).
   """
-  returns = []
+  returns, lengths = [], []
+  horizon = collector.family.max_episode_steps
   for start in range(0, len(tasks), slots):
     group = list(tasks[start:start + slots])
     prior = np.tile(np.asarray(prior_context, np.float32)[None], (len(group), 1))
     data, _ = collector.collect(group, prior, adapt_steps, explore_fn)
     contexts = np.asarray(adapt_fn(stack_tasks(data)), np.float32)
-    _, episode_returns = collector.collect(
-        group, contexts, collector.family.max_episode_steps, greedy_fn)
+    episodes, episode_returns = collector.collect(group, contexts, horizon, greedy_fn)
     returns.extend(r[0] for r in episode_returns)
-  return np.asarray(returns, np.float64)
+    for episode in episodes:  # a termination is the one step with discount 0
+      ends = np.flatnonzero(episode["discount"] == 0.0)
+      lengths.append(int(ends[0]) + 1 if len(ends) else horizon)
+  return np.asarray(returns, np.float64), np.asarray(lengths, np.int64)
 
 
 def standing_still_returns(family, tasks: Sequence, slots: int = 10, seed: int = 0

@@ -355,9 +355,9 @@ class MetaTrainingRun:
 
   def evaluate(self) -> Dict[str, np.ndarray]:
     """MIER-wR returns on fixed training tasks and on every test task."""
-    results = {}
+    results, lengths = {}, {}
     for split, tasks in self._eval_tasks().items():
-      results[split] = evaluation.evaluate_mier_wr(
+      results[split], lengths[split] = evaluation.evaluate_mier_wr_episodes(
           self.collector, tasks, self.model.context.numpy(), self._adapt, self.explore_fn,
           self.greedy_fn, self.eval_adapt_steps, self.collect_slots)
     report = self.identify()
@@ -371,6 +371,10 @@ class MetaTrainingRun:
                         (results["train"] - still["train"]).mean())
       tf.summary.scalar("Eval/test_return_mier_wr_above_still",
                         (results["test"] - still["test"]).mean())
+      tf.summary.scalar("Eval/train_episode_length", lengths["train"].mean())
+      tf.summary.scalar("Eval/test_episode_length", lengths["test"].mean())
+      for i, value in enumerate(results["test"]):  # one curve per test task
+        tf.summary.scalar(f"Eval_test_task/return_{i:02d}", value)
       identification.write_summaries(report, step)
     self.last_returns = {"train": float(results["train"].mean()),
                          "test": float(results["test"].mean())}
