@@ -7,6 +7,10 @@ import os as _os
 
 # TensorFlow prints CUDA factory lines on CPU-only machines; they are not errors.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# MuJoCo picks its OpenGL backend when imported: EGL renders without a display (software
+# rendering where there is no GPU), which is what videos on a server need. A user's own
+# MUJOCO_GL wins.
+_os.environ.setdefault("MUJOCO_GL", "egl")
 
 __version__ = "0.1.0"
 

@@ -20,6 +20,8 @@ from mier_tf import cli
 flags.DEFINE_string("root_dir", None, "A meta-training run's directory.", required=True)
 flags.DEFINE_string("task", "all", "Index of a test task, or 'all'.")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. adapt_ood.num_epochs=2.")
+flags.DEFINE_bool("video", False, "After each task, write ROOT/adapt/task_<i>/"
+                  "mier_vs_mier_wr.gif: MIER-wR (left) and MIER (right) on the task.")
 flags.DEFINE_integer("seed", None, "Seed of relabeling and batch draws (adapt_ood.seed; "
                      "default: the run's).")
 FLAGS = flags.FLAGS
@@ -46,7 +48,22 @@ def main(argv):
           raise cli.UsageError(
               f"--task must be a test task index or 'all', not {FLAGS.task!r}") from None
         adapt_ood.adapt_ood(FLAGS.root_dir, index)
-  print(driver.summary(FLAGS.root_dir))  # the results on screen, read from results.json
+      if FLAGS.video:
+        _write_videos(FLAGS.root_dir)
+  print(driver.summary(FLAGS.root_dir))
+
+
+def _write_videos(root_dir: str) -> None:
+  from mier_tf import video  # pylint: disable=g-import-not-at-top
+  from mier_tf.train import meta_train, saved_eval  # pylint: disable=g-import-not-at-top
+  results = meta_train.read_results(root_dir)
+  indices = ([int(FLAGS.task)] if FLAGS.task != "all" else
+             sorted(int(i) for i, e in results["test_tasks"].items() if "mier" in e))
+  for index in indices:
+    frames, (wr, mier) = saved_eval.render_mier_vs_mier_wr(root_dir, results["family"], index)
+    path = video.write_gif(os.path.join(root_dir, "adapt", f"task_{index}",
+                                        "mier_vs_mier_wr.gif"), frames)
+    print(f"{path}: MIER-wR (left) {wr:.1f}, MIER (right) {mier:.1f}")  # the results on screen, read from results.json
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ Only the SavedModels in export_dir are loaded (policy, collect_policy, model), n
 code: for each task, one episode with the prior context and the stochastic policy gives the
 adaptation data, the model's `adapt` signature gives the task's context, and one episode with
 the deterministic policy on concat(state, context) gives the reported return (MIER-wR).
+With --video_dir each task's MIER-wR episode is also rendered to an animated GIF (one more
+episode, so its return, "video_return", may differ from the reported one).
 """
 import json
 import os
@@ -24,6 +26,8 @@ flags.DEFINE_integer("num_episodes", 1, "MIER-wR episodes per task (mean and spr
 flags.DEFINE_enum("split", "test", ["train", "test"], "Which tasks of the family.")
 flags.DEFINE_list("tasks", None, "Task indices in the split (default: all).")
 flags.DEFINE_integer("seed", 0, "Seed of the environment resets.")
+flags.DEFINE_string("video_dir", None, "Also write an animated GIF of each task's MIER-wR "
+                    "episode there (<split>_task_<i>.gif).")
 FLAGS = flags.FLAGS
 
 
@@ -34,6 +38,14 @@ def main(argv):
     export_dir, family = cli.export_and_family(FLAGS.root_dir, FLAGS.export_dir, FLAGS.family)
     report = saved_eval.evaluate_export(export_dir, family, FLAGS.split, FLAGS.tasks,
                                         FLAGS.seed, FLAGS.num_episodes)
+    if FLAGS.video_dir:
+      from mier_tf import video  # pylint: disable=g-import-not-at-top
+      for entry in report["tasks"]:
+        frames, episode_return = saved_eval.render_export(
+            export_dir, family, entry["index"], FLAGS.split, seed=FLAGS.seed)
+        entry["video"] = video.write_gif(os.path.join(
+            FLAGS.video_dir, f"{FLAGS.split}_task_{entry['index']}.gif"), frames)
+        entry["video_return"] = episode_return
   print(json.dumps(report, indent=1))
 
 

@@ -149,7 +149,18 @@ print(json.dumps({"mier_loaded": any(m.startswith("mier_tf") for m in sys.module
 
 def test_exports_every_n_epochs_named_by_their_env_steps(tmp_path):
   root = str(tmp_path / "exports")
-  _train(root, "meta_train.export_interval=1", "meta_train.export_at_end=False")
+  _train(root, "meta_train.export_interval=1", "meta_train.export_at_end=False",
+         "MetaTrainingRun.eval_video_steps=6")
+  # The rollout GIF of test task 0 at each evaluation, in the Images tab.
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  gifs = [(e.step, v.tensor.string_val) for name in os.listdir(os.path.join(root, "eval"))
+          if name.startswith("events.out.tfevents.")
+          for r in tf.data.TFRecordDataset(os.path.join(root, "eval", name))
+          for e in [tf.compat.v1.Event.FromString(r.numpy())] for v in e.summary.value
+          if v.tag == "Eval/test_task_00_rollout"]
+  assert len(gifs) == 2
+  for _, (width, height, data) in gifs:
+    assert (width, height) == (b"240", b"180") and data[:6] == b"GIF89a"
   with open(os.path.join(root, "eval", "results.json")) as f:
     final_steps = json.load(f)["env_steps"]
   steps = sorted(int(name.split("_")[1]) for name in os.listdir(os.path.join(root, "export")))
@@ -159,9 +170,16 @@ def test_exports_every_n_epochs_named_by_their_env_steps(tmp_path):
       assert os.path.exists(os.path.join(root, "export", f"step_{step}", name,
                                          "saved_model.pb")), (step, name)
   proc = _run(["scripts/evaluate.py", f"--export_dir={root}/export/step_{steps[0]}",
-               "--family=cheetah_vel_hard", "--split=train", "--tasks=0,1"])
+               "--family=cheetah_vel_hard", "--split=train", "--tasks=0,1",
+               f"--video_dir={tmp_path}/videos"])
   report = json.loads(proc.stdout)
   assert len(report["tasks"]) == 2 and np.isfinite(report["mean_return"])
+  import imageio  # pylint: disable=import-outside-toplevel
+  for entry in report["tasks"]:
+    frames = imageio.mimread(entry["video"])
+    assert entry["video"].endswith(f"train_task_{entry['index']}.gif")
+    assert len(frames) == 100 and frames[0].shape[:2] == (180, 240)  # 200 steps, every 2nd
+    assert np.isfinite(entry["video_return"])
 
 
 def test_saved_models_load_in_a_fresh_process_without_mier_tf(run_dir, tmp_path):
@@ -193,8 +211,12 @@ def test_evaluate_reads_the_family_from_the_run_and_repeats_episodes(run_dir):
 
 def test_adapt_then_plot(run_dir, tmp_path):
   before = _tree_digest(os.path.join(run_dir, "checkpoints"))
-  proc = _run(["scripts/adapt.py", f"--root_dir={run_dir}", "--task=0"])
+  proc = _run(["scripts/adapt.py", f"--root_dir={run_dir}", "--task=0", "--video"])
   assert "test task 0 (v=" in proc.stdout and "MIER " in proc.stdout  # the summary
+  import imageio  # pylint: disable=import-outside-toplevel
+  frames = imageio.mimread(os.path.join(run_dir, "adapt", "task_0", "mier_vs_mier_wr.gif"))
+  assert frames[0].shape[:2] == (180, 480)  # MIER-wR and MIER side by side
+  assert "MIER-wR (left)" in proc.stdout
   assert _tree_digest(os.path.join(run_dir, "checkpoints")) == before  # never modified
   task_dir = os.path.join(run_dir, "adapt", "task_0")
   scalars = plotting.read_scalars(task_dir)

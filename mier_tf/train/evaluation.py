@@ -25,8 +25,8 @@ def evaluate_mier_wr(collector: MultiTaskCollector, tasks: Sequence, prior_conte
 def evaluate_mier_wr_episodes(collector: MultiTaskCollector, tasks: Sequence,
                               prior_context: np.ndarray, adapt_fn: AdaptFn,
                               explore_fn: ActionFn, greedy_fn: ActionFn, adapt_steps: int,
-                              slots: int) -> Tuple[np.ndarray, np.ndarray]:
-  """The MIER-wR return and episode length of each task.
+                              slots: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The MIER-wR return, episode length and adapted context of each task.
 
   Args:
     collector: a collector over the tasks' family.
@@ -39,22 +39,24 @@ def evaluate_mier_wr_episodes(collector: MultiTaskCollector, tasks: Sequence,
     slots: the most tasks collected at once.
 
   Returns:
-    (returns, lengths): per task, the evaluation episode's return and its number of steps
-    (the time limit, or fewer where the robot fell).
+    (returns, lengths, contexts): per task, the evaluation episode's return, its number of
+    steps (the time limit, or fewer where the robot fell), and the context it acted on.
   """
-  returns, lengths = [], []
+  returns, lengths, all_contexts = [], [], []
   horizon = collector.family.max_episode_steps
   for start in range(0, len(tasks), slots):
     group = list(tasks[start:start + slots])
     prior = np.tile(np.asarray(prior_context, np.float32)[None], (len(group), 1))
     data, _ = collector.collect(group, prior, adapt_steps, explore_fn)
     contexts = np.asarray(adapt_fn(stack_tasks(data)), np.float32)
+    all_contexts.extend(contexts)
     episodes, episode_returns = collector.collect(group, contexts, horizon, greedy_fn)
     returns.extend(r[0] for r in episode_returns)
     for episode in episodes:  # a termination is the one step with discount 0
       ends = np.flatnonzero(episode["discount"] == 0.0)
       lengths.append(int(ends[0]) + 1 if len(ends) else horizon)
-  return np.asarray(returns, np.float64), np.asarray(lengths, np.int64)
+  return (np.asarray(returns, np.float64), np.asarray(lengths, np.int64),
+          np.asarray(all_contexts, np.float32))
 
 
 def standing_still_returns(family, tasks: Sequence, slots: int = 10, seed: int = 0

@@ -31,6 +31,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from mier_tf import envs
 from mier_tf import identification
 from mier_tf import summaries
+from mier_tf import video
 from mier_tf import model as model_lib
 from mier_tf import replay
 from mier_tf.agents import sac
@@ -85,6 +86,8 @@ class MetaTrainingRun:
     identification_tasks: training tasks (the first ones) on which each evaluation measures
       identification (`mier_tf.identification`), from their replay tables.
     summary_interval: training steps between scalar summaries.
+    eval_video_steps: at each evaluation, render this many steps of test task 0's MIER-wR
+      episode to an animated GIF in TensorBoard's Images tab (0: none).
   """
 
   def __init__(
@@ -115,6 +118,7 @@ class MetaTrainingRun:
       eval_adapt_steps: int = 200,
       identification_tasks: int = 100,
       summary_interval: int = 100,
+      eval_video_steps: int = 0,
   ):
     for name, value, minimum in (
         ("seed", seed, 0), ("num_initial_rounds", num_initial_rounds, 0),
@@ -127,7 +131,7 @@ class MetaTrainingRun:
         ("normalizer_rows", normalizer_rows, 1), ("eval_train_tasks", eval_train_tasks, 1),
         ("eval_adapt_steps", eval_adapt_steps, 1),
         ("identification_tasks", identification_tasks, 3),
-        ("summary_interval", summary_interval, 1)):
+        ("summary_interval", summary_interval, 1), ("eval_video_steps", eval_video_steps, 0)):
       _require_int(f"MetaTrainingRun.{name}", value, minimum)
     self.root_dir = root_dir
     self.family = envs.get_task_family(family)
@@ -161,6 +165,7 @@ class MetaTrainingRun:
     self.eval_adapt_steps = eval_adapt_steps
     self.identification_tasks = min(identification_tasks, len(self.family.train_tasks))
     self.summary_interval = summary_interval
+    self.eval_video_steps = eval_video_steps
 
     obs_dim, act_dim = self.family.observation_dim, self.family.action_dim
     self.fingerprint = dict(family=self.family.name, observation_dim=obs_dim,
@@ -355,9 +360,9 @@ class MetaTrainingRun:
 
   def evaluate(self) -> Dict[str, np.ndarray]:
     """MIER-wR returns on fixed training tasks and on every test task."""
-    results, lengths = {}, {}
+    results, lengths, contexts = {}, {}, {}
     for split, tasks in self._eval_tasks().items():
-      results[split], lengths[split] = evaluation.evaluate_mier_wr_episodes(
+      results[split], lengths[split], contexts[split] = evaluation.evaluate_mier_wr_episodes(
           self.collector, tasks, self.model.context.numpy(), self._adapt, self.explore_fn,
           self.greedy_fn, self.eval_adapt_steps, self.collect_slots)
     report = self.identify()
@@ -376,11 +381,29 @@ class MetaTrainingRun:
       for i, value in enumerate(results["test"]):  # one curve per test task
         tf.summary.scalar(f"Eval_test_task/return_{i:02d}", value)
       identification.write_summaries(report, step)
+      if self.eval_video_steps:
+        self._rollout_video(contexts["test"][0], step)
     self.last_returns = {"train": float(results["train"].mean()),
                          "test": float(results["test"].mean())}
     self.last_results = results
     return results
 
+
+  def _rollout_video(self, context: np.ndarray, step: int) -> None:
+    """Test task 0's MIER-wR episode as an animated GIF in the Images tab (eval/)."""
+    task = self.family.test_tasks[0]
+    try:
+      frames, _ = video.rollout_frames(self.family, task, self.greedy_fn, context,
+                                       steps=self.eval_video_steps)
+    except Exception as e:  # pylint: disable=broad-except  (no OpenGL here: EGL, GLFW...)
+      logging.warning("No rollout videos in this run: MuJoCo cannot render here (%s: %s). "
+                      "Set MUJOCO_GL to a backend that works, or "
+                      "MetaTrainingRun.eval_video_steps = 0.", type(e).__name__, e)
+      self.eval_video_steps = 0
+      return
+    video.gif_summary("Eval/test_task_00_rollout", frames, step, description=(
+        f"MIER-wR on test task 0 ({self.family.describe_task(task)}), first "
+        f"{self.eval_video_steps} steps"))
 
   def identify(self) -> identification.IdentificationReport:
     """Identification on training tasks, from their tables (no environment steps).

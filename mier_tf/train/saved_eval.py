@@ -13,7 +13,7 @@ from tf_agents.trajectories import time_step as ts
 
 from mier_tf import envs
 from mier_tf.errors import CheckpointError
-from mier_tf.collect import MultiTaskCollector
+from mier_tf.collect import MultiTaskCollector, stack_tasks
 from mier_tf.train.evaluation import evaluate_mier_wr
 
 
@@ -52,6 +52,72 @@ def load_export(export_dir: str):
                for name in ("policy", "collect_policy", "model"))
 
 
+def _adapt_fn(model):
+  """Batch {key: [tasks, n, ...]} -> adapted contexts [tasks, c], by the model's signature."""
+  adapt = model.signatures["adapt"]
+
+  def adapt_fn(batch):
+    return np.stack([adapt(observation=tf.constant(batch["observation"][k]),
+                           action=tf.constant(batch["action"][k]),
+                           next_observation=tf.constant(batch["next_observation"][k]),
+                           reward=tf.constant(batch["reward"][k]))["context"].numpy()
+                     for k in range(batch["observation"].shape[0])])
+
+  return adapt_fn
+
+
+def adapted_context(export_dir: str, family, task, seed: int = 0) -> np.ndarray:
+  """MIER-wR's context for a task: the export's `adapt` on one prior-context episode."""
+  _, collect_policy, model = load_export(export_dir)
+  prior = model.signatures["prior_context"]()["context"].numpy()
+  collector = MultiTaskCollector(family, num_slots=1, seed=seed)
+  try:
+    data, _ = collector.collect([task], prior[None], family.max_episode_steps,
+                                saved_policy_fn(collect_policy))
+  finally:
+    collector.close()
+  return _adapt_fn(model)(stack_tasks(data))[0]
+
+
+def render_export(export_dir: str, family_name: str, task_index: int, split: str = "test",
+                  context: Optional[np.ndarray] = None, seed: int = 0):
+  """Frames of the export's deterministic policy on one task, and the episode's return.
+
+  The context is MIER-wR's (adapted by the export's model on a prior-context episode)
+  unless given: an export of Algorithm 2 (ROOT/adapt/task_<i>/export) holds the task's
+  adapted context as its prior context, so pass that one.
+  """
+  from mier_tf import video  # pylint: disable=import-outside-toplevel
+  family = envs.get_task_family(family_name)
+  tasks = family.train_tasks if split == "train" else family.test_tasks
+  if not 0 <= task_index < len(tasks):
+    raise ValueError(f"task index {task_index} out of range: {family_name} has {len(tasks)} "
+                     f"{split} tasks")
+  task = tasks[task_index]
+  if context is None:
+    context = adapted_context(export_dir, family, task, seed)
+  policy = load_saved_model(os.path.join(export_dir, "policy"))
+  return video.rollout_frames(family, task, saved_policy_fn(policy), context,
+                              steps=family.max_episode_steps, seed=seed)
+
+
+def render_mier_vs_mier_wr(root_dir: str, family_name: str, task_index: int,
+                           seed: int = 0):
+  """Side-by-side frames of MIER-wR (left) and MIER (right) on one relabeled test task.
+
+  Returns (frames, (mier_wr_return, mier_return)) of the rendered episodes.
+  """
+  from mier_tf import video  # pylint: disable=import-outside-toplevel
+  adapted = os.path.join(root_dir, "adapt", f"task_{task_index}", "export")
+  phi = load_saved_model(os.path.join(adapted, "model")).signatures[
+      "prior_context"]()["context"].numpy()
+  wr_frames, wr_return = render_export(os.path.join(root_dir, "export"), family_name,
+                                       task_index, seed=seed)
+  mier_frames, mier_return = render_export(adapted, family_name, task_index, context=phi,
+                                           seed=seed)
+  return video.side_by_side(wr_frames, mier_frames), (wr_return, mier_return)
+
+
 def evaluate_export(export_dir: str, family_name: str, split: str = "test",
                     task_indices: Optional[Sequence] = None, seed: int = 0,
                     num_episodes: int = 1) -> dict:
@@ -86,14 +152,7 @@ def evaluate_export(export_dir: str, family_name: str, split: str = "test",
   if expected != obs_dim + prior.shape[-1]:
     raise ValueError(f"{export_dir} was exported for observations of size "
                      f"{expected - prior.shape[-1]}, but {family_name} has {obs_dim}")
-  adapt = model.signatures["adapt"]
-
-  def adapt_fn(batch):
-    return np.stack([adapt(observation=tf.constant(batch["observation"][k]),
-                           action=tf.constant(batch["action"][k]),
-                           next_observation=tf.constant(batch["next_observation"][k]),
-                           reward=tf.constant(batch["reward"][k]))["context"].numpy()
-                     for k in range(batch["observation"].shape[0])])
+  adapt_fn = _adapt_fn(model)
 
   collector = MultiTaskCollector(family, num_slots=10, seed=seed)
   episodes = np.stack([
