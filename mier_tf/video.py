@@ -50,6 +50,17 @@ def rollout_frames(family, task, action_fn: Callable[[np.ndarray], np.ndarray],
     env.close()
 
 
+def label(frames: Frames, text: str) -> Frames:
+  """The frames with `text` written in their top-left corner."""
+  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+  out = []
+  for frame in frames:
+    image = Image.fromarray(frame)
+    ImageDraw.Draw(image).text((6, 4), text, fill=(255, 255, 255))
+    out.append(np.asarray(image))
+  return out
+
+
 def side_by_side(*videos: Frames) -> Frames:
   """Frames of several videos next to each other (a shorter one holds its last frame)."""
   length = max(len(v) for v in videos)

@@ -115,7 +115,9 @@ def render_mier_vs_mier_wr(root_dir: str, family_name: str, task_index: int,
                                        task_index, seed=seed)
   mier_frames, mier_return = render_export(adapted, family_name, task_index, context=phi,
                                            seed=seed)
-  return video.side_by_side(wr_frames, mier_frames), (wr_return, mier_return)
+  return (video.side_by_side(video.label(wr_frames, f"MIER-wR  {wr_return:.0f}"),
+                             video.label(mier_frames, f"MIER  {mier_return:.0f}")),
+          (wr_return, mier_return))
 
 
 def evaluate_export(export_dir: str, family_name: str, split: str = "test",
