@@ -221,6 +221,10 @@ def test_adapt_then_plot(run_dir, tmp_path):
   task_dir = os.path.join(run_dir, "adapt", "task_0")
   scalars = plotting.read_scalars(task_dir)
   assert len(scalars["Eval/test_return_mier"][0]) == 2  # smoke: 2 epochs
+  # MIER-wR as a reference line on the same relabeling-epoch axis, under its own tag.
+  np.testing.assert_array_equal(scalars["Adapt/mier_wr_return"][0],
+                                scalars["Eval/test_return_mier"][0])
+  assert "Eval/test_return_mier_wr" not in scalars
   for name in ("policy", "model"):
     assert os.path.exists(os.path.join(task_dir, "export", name, "saved_model.pb"))
   with open(os.path.join(run_dir, "eval", "results.json")) as f:

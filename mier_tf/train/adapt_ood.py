@@ -124,9 +124,10 @@ def adapt_ood(
       model_steps=model_steps, model_lr=model_lr)
   context = tf.convert_to_tensor(context)
   with writer.as_default(step=0):
-    tf.summary.scalar("Model/nll_meta_adapted", run.model.nll(one_task, context_wr[None]))
-    tf.summary.scalar("Model/nll_ood_adapted", adapted_model.nll(one_task, context[None]))
-    tf.summary.scalar("Eval/test_return_mier_wr", mier_wr)
+    # Adapt/*: tags of their own, so that TensorBoard does not draw them on one chart with
+    # eval/'s tags of the same name against environment steps.
+    tf.summary.scalar("Adapt/nll_meta_adapted", run.model.nll(one_task, context_wr[None]))
+    tf.summary.scalar("Adapt/nll_ood_adapted", adapted_model.nll(one_task, context[None]))
 
   # Policy training on relabeled experience.
   mix = relabel.MixedBatches(real, real_fraction, batch_size, seed=seed)
@@ -163,6 +164,7 @@ def adapt_ood(
       curve.append(_episode_return(run, task, context.numpy()))
       with writer.as_default(step=epoch + 1):
         tf.summary.scalar("Eval/test_return_mier", curve[-1])
+        tf.summary.scalar("Adapt/mier_wr_return", mier_wr)  # the level MIER starts from
         tf.summary.scalar("SAC/critic_loss", losses.critic_loss)
         tf.summary.scalar("SAC/actor_loss", losses.actor_loss)
         tf.summary.scalar("SAC/alpha", losses.alpha)
