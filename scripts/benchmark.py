@@ -349,7 +349,7 @@ def bench_model_meta_step() -> List[Row]:
   adapt_batch, eval_batch = batch(), batch()
   model = model_lib.ContextualDynamicsModel(obs_dim, act_dim, context_dim=CTX)
   model.update_normalizer(adapt_batch)
-  trainer = model_lib.MetaTrainer(model, inner_steps=2, inner_lr=0.01)
+  trainer = model_lib.MetaTrainer(model, model_lib.InnerLoop(steps=2, lr=0.01))
   xla_step = tf.function(trainer._train_step, jit_compile=True)  # pylint: disable=protected-access
 
   both = {key: tf.concat([adapt_batch[key], eval_batch[key]], axis=1) for key in adapt_batch}
@@ -481,7 +481,7 @@ def bench_replay() -> List[Row]:
     model = model_lib.ContextualDynamicsModel(OBS, ACT, context_dim=CTX)
     model.update_normalizer({k: v.reshape((-1,) + v.shape[2:])
                              for k, v in stored["in_process"].items()})
-    trainer = model_lib.MetaTrainer(model, inner_steps=2, inner_lr=0.01)
+    trainer = model_lib.MetaTrainer(model, model_lib.InnerLoop(steps=2, lr=0.01))
     learner = sac.ContextSacLearner(sac.create_sac_agent(OBS, ACT, CTX))
 
     def train(adapt_batch, eval_batch):
@@ -540,7 +540,7 @@ def bench_compiled_steps() -> List[Row]:
   calls = pick(5, 2)
   tasks, per_task = pick(10, 2), pick(200, 8)
   model = model_lib.ContextualDynamicsModel(OBS, ACT, context_dim=CTX)
-  trainer = model_lib.MetaTrainer(model, inner_steps=2, inner_lr=0.01)
+  trainer = model_lib.MetaTrainer(model, model_lib.InnerLoop(steps=2, lr=0.01))
   agent = sac.create_sac_agent(OBS, ACT, CTX)
   learner = sac.ContextSacLearner(agent)
   action_call = sac.policy_action_fn(agent.collect_policy, seed=0)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mier_tf.model import (ContextualDynamicsModel, MetaTrainer, adapt_context,
+from mier_tf.model import (ContextualDynamicsModel, InnerLoop, MetaTrainer, adapt_context,
                            continue_adaptation, meta_loss)
 
 
@@ -134,7 +134,7 @@ def meta_trained():
   rng = np.random.default_rng(3)
   model = ContextualDynamicsModel(1, 1, context_dim=2, hidden_sizes=(32, 32))
   model.update_normalizer(_linear_tasks(rng, rng.uniform(*TRAIN_KS, 50), 40))
-  trainer = MetaTrainer(model, learning_rate=3e-3, inner_steps=2, inner_lr=0.1)
+  trainer = MetaTrainer(model, InnerLoop(steps=2, lr=0.1), learning_rate=3e-3)
   for _ in range(300):
     ks = rng.uniform(*TRAIN_KS, 8)
     info = trainer.step(_linear_tasks(rng, ks, 32), _linear_tasks(rng, ks, 32))
@@ -151,13 +151,13 @@ def test_meta_training_makes_adaptation_work_in_and_out_of_distribution(meta_tra
   ks = rng.uniform(*TRAIN_KS, 20)
   adapt_batch, eval_batch = _linear_tasks(rng, ks, 64), _linear_tasks(rng, ks, 64)
   before = float(model.nll(eval_batch))
-  after = float(meta_loss(model, adapt_batch, eval_batch, trainer.inner_steps,
-                          trainer.inner_lr))
+  after = float(meta_loss(model, adapt_batch, eval_batch, trainer.inner.steps,
+                          trainer.inner.lr))
   assert after < before - 1.0, (before, after)
 
   # Outside the training range, more steps keep lowering the loss (consistency).
   adapt_batch, eval_batch = _linear_tasks(rng, [OOD_K], 64), _linear_tasks(rng, [OOD_K], 64)
-  losses = [float(meta_loss(model, adapt_batch, eval_batch, steps, trainer.inner_lr))
+  losses = [float(meta_loss(model, adapt_batch, eval_batch, steps, trainer.inner.lr))
             for steps in (0, 2, 10, 50)]
   assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
 
@@ -170,7 +170,7 @@ def test_continue_adaptation_improves_a_copy_and_leaves_the_model_alone(meta_tra
   original = [v.numpy().copy() for v in model.variables]
 
   adapted, context = continue_adaptation(model, train, context_steps=10,
-                                         context_lr=trainer.inner_lr, fast_steps=2,
+                                         context_lr=trainer.inner.lr, fast_steps=2,
                                          model_steps=100, model_lr=1e-3)
 
   for old, var in zip(original, model.variables):
@@ -222,3 +222,21 @@ def test_meta_trainer_traces_once_updates_every_variable_and_checks_numerics(
     trainer.step(bad, _linear_tasks(rng, ks, 10))
   for old, var in zip(state, model.variables):
     np.testing.assert_array_equal(old, var.numpy())
+
+
+def test_the_inner_loop_is_configured_in_one_place():
+  import gin  # pylint: disable=import-outside-toplevel
+  model = ContextualDynamicsModel(3, 2, context_dim=2, hidden_sizes=(8,))
+  gin.clear_config()
+  try:
+    gin.parse_config(["InnerLoop.steps = 3", "InnerLoop.lr = 0.5", "InnerLoop.clip_norm = 2.0"])
+    inner = InnerLoop()
+    assert (inner.steps, inner.lr, inner.clip_norm) == (3, 0.5, 2.0)
+    assert MetaTrainer(model).inner.lr == 0.5  # the trainer's default is the configured one
+    with pytest.raises(ValueError, match="doesn't have a parameter named 'inner_lr'"):
+      gin.parse_config(["MetaTrainer.inner_lr = 0.1"])  # no longer silently ignored
+  finally:
+    gin.clear_config()
+  for bad in (dict(steps=-1), dict(lr=0.0), dict(clip_norm="x")):
+    with pytest.raises(ValueError, match="InnerLoop"):
+      InnerLoop(**bad)

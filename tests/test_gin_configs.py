@@ -30,7 +30,7 @@ def test_config_parses_and_builds_its_family(path):
   cli.parse_gin([path], [], root_dir="unused")
   family = envs.get_task_family(gin.query_parameter("MetaTrainingRun.family"))
   assert len(family.train_tasks) > 0 and len(family.test_tasks) > 0
-  assert gin.query_parameter("MetaTrainingRun.inner_steps") == 2
+  assert gin.query_parameter("InnerLoop.steps") == 2
 
 
 @pytest.mark.parametrize("name,key,value", [

@@ -33,8 +33,8 @@ def test_another_configuration_is_refused_naming_what_differs(tmp_path):
   with pytest.raises(run_dir.ConfigMismatchError,
                      match=r"MetaTrainingRun.seed: 0 in the run, 1 now"):
     run_dir.check_identity(root, CONFIG.replace("seed = 0", "seed = 1"))
-  with pytest.raises(run_dir.ConfigMismatchError, match=r"MetaTrainingRun.inner_lr: \(unset\)"):
-    run_dir.check_identity(root, CONFIG + "MetaTrainingRun.inner_lr = 0.1\n")
+  with pytest.raises(run_dir.ConfigMismatchError, match=r"InnerLoop.lr: \(unset\)"):
+    run_dir.check_identity(root, CONFIG + "InnerLoop.lr = 0.1\n")
   # The budget may grow; the stored config follows it.
   longer = CONFIG.replace("num_epochs = 400", "num_epochs = 600")
   run_dir.check_identity(root, longer)

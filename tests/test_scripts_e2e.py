@@ -407,7 +407,7 @@ def test_bad_input_gets_one_line_and_a_nonzero_exit(run_dir, tmp_path):
        "no SavedModel"),
       (["scripts/adapt.py", f"--root_dir={run_dir}", "--task=99"], "out of range"),
       (["scripts/train.py", "--gin_file=gin/smoke.gin", f"--root_dir={tmp_path}/nan",
-        "--gin_bindings=MetaTrainingRun.inner_lr=1e30"], "diverged: MetaTrainer"),
+        "--gin_bindings=InnerLoop.lr=1e30"], "diverged: MetaTrainer"),
   ]
   for args, expected in cases:
     proc = _run(args, check=False)

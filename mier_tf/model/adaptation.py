@@ -28,6 +28,37 @@ MetaTrainInfo = collections.namedtuple(
      "contexts"])         # adapted contexts [tasks, ctx] (to tag the SAC batch)
 
 
+@gin.configurable
+class InnerLoop:
+  """Model identification's inner loop: the one home of its settings.
+
+  Meta-training, collection with the adapted context, evaluation, the exported `adapt`
+  signature and Algorithm 2's context steps all read them from here (bind `InnerLoop.*`).
+
+  Args:
+    steps: context gradient steps per task (release: 2).
+    lr: context step size alpha (release: 0.01).
+    clip_norm: each task's context gradient is clipped to this L2 norm (release: 10).
+  """
+
+  def __init__(self, steps: int = 2, lr: float = 0.01, clip_norm: float = 10.0):
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+      raise ValueError(f"InnerLoop.steps must be an integer >= 0; got {steps!r}")
+    for name, value in (("lr", lr), ("clip_norm", clip_norm)):
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"InnerLoop.{name} must be a number > 0; got {value!r}")
+    self.steps, self.lr, self.clip_norm = steps, float(lr), float(clip_norm)
+
+  def adapt(self, model: ContextualDynamicsModel, batch: Batch,
+            first_order: bool = False) -> tf.Tensor:
+    """Adapted contexts [tasks, c] of a batch [tasks, n, ...] (see `adapt_context`)."""
+    return adapt_context(model, batch, self.steps, self.lr, clip_norm=self.clip_norm,
+                         first_order=first_order)
+
+  def __repr__(self) -> str:
+    return f"InnerLoop(steps={self.steps}, lr={self.lr}, clip_norm={self.clip_norm})"
+
+
 def adapt_context(model: ContextualDynamicsModel,
                   batch: Batch,
                   steps: int,
@@ -86,11 +117,19 @@ def meta_loss(model: ContextualDynamicsModel, adapt_batch: Batch, eval_batch: Ba
   Returns:
     Scalar meta-loss (normalised target space, see `ContextualDynamicsModel.sample_nll`).
   """
+  return meta_loss_and_contexts(model, adapt_batch, eval_batch, steps, lr, clip_norm,
+                                first_order)[0]
+
+
+def meta_loss_and_contexts(model: ContextualDynamicsModel, adapt_batch: Batch,
+                           eval_batch: Batch, steps: int, lr: float, clip_norm: float = 10.,
+                           first_order: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
+  """`meta_loss`, and the adapted contexts [tasks, c] it scored (what MetaTrainer trains on)."""
   context = adapt_context(model, adapt_batch, steps, lr, clip_norm=clip_norm,
                           first_order=first_order)
   # Every task has the same number of eval samples, so the mean over all transitions is the
   # mean over tasks of each task's mean.
-  return model.nll(eval_batch, context)
+  return model.nll(eval_batch, context), context
 
 
 @gin.configurable
@@ -106,9 +145,8 @@ class MetaTrainer:
 
   def __init__(self,
                model: ContextualDynamicsModel,
+               inner: Optional[InnerLoop] = None,
                learning_rate: float = 1e-3,
-               inner_steps: int = 2,
-               inner_lr: float = 0.01,
                clip_norm: float = 10.,
                logvar_bound_weight: float = 0.01,
                train_initial_context: bool = False):
@@ -116,10 +154,9 @@ class MetaTrainer:
 
     Args:
       model: the model to train.
+      inner: the inner loop (default: `InnerLoop()` as gin configures it).
       learning_rate: Adam step size of the outer update (release: 1e-3).
-      inner_steps: context steps per task (release: 2).
-      inner_lr: context step size alpha (release: 0.01).
-      clip_norm: clip of the inner per-task gradients and of the outer global norm (10).
+      clip_norm: clip of the outer gradient's global norm (release: 10).
       logvar_bound_weight: weight of sum(max_logvar) - sum(min_logvar) in the training loss
         (the release's 0.01); it keeps the learned bounds from drifting apart.
       train_initial_context: whether the outer step also moves the initial context phi.
@@ -127,8 +164,7 @@ class MetaTrainer:
         measurement behind the choice.
     """
     self.model = model
-    self.inner_steps = int(inner_steps)
-    self.inner_lr = float(inner_lr)
+    self.inner = inner if inner is not None else InnerLoop()
     self.clip_norm = float(clip_norm)
     self.logvar_bound_weight = float(logvar_bound_weight)
     self.train_initial_context = bool(train_initial_context)
@@ -165,9 +201,9 @@ class MetaTrainer:
     nll_before = (model.nll(eval_batch, model.context) if with_nll_before
                   else tf.constant(float("nan"), model.dtype))
     with tf.GradientTape() as tape:
-      contexts = adapt_context(model, adapt_batch, self.inner_steps, self.inner_lr,
-                               clip_norm=self.clip_norm)
-      nll_after = model.nll(eval_batch, contexts)
+      # The meta-loss the finite-difference test checks (tests/test_adaptation.py).
+      nll_after, contexts = meta_loss_and_contexts(
+          model, adapt_batch, eval_batch, self.inner.steps, self.inner.lr, self.inner.clip_norm)
       loss = nll_after + self.logvar_bound_weight * model.logvar_bound_penalty()
     grads = tape.gradient(loss, variables)
     loss = tf.debugging.check_numerics(

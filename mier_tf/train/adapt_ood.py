@@ -120,8 +120,8 @@ def adapt_ood(
   # Continued model identification (on a copy: the meta-trained model is left as it is).
   adapted_model, context = model_lib.continue_adaptation(
       run.model, {k: tf.convert_to_tensor(v) for k, v in real.items()},
-      context_steps=context_steps, context_lr=run.inner_lr, fast_steps=fast_steps,
-      model_steps=model_steps, model_lr=model_lr)
+      context_steps=context_steps, context_lr=run.inner.lr, fast_steps=fast_steps,
+      model_steps=model_steps, model_lr=model_lr, clip_norm=run.inner.clip_norm)
   context = tf.convert_to_tensor(context)
   with writer.as_default(step=0):
     # Adapt/*: tags of their own, so that TensorBoard does not draw them on one chart with
@@ -177,7 +177,7 @@ def adapt_ood(
   export_dir = os.path.join(out_dir, "export")
   export.export_policy(run.agent, export_dir)
   adapted_model.context.assign(context)  # the export's prior context is the task's phi_T
-  export.export_model(adapted_model, export_dir, run.inner_steps, run.inner_lr)
+  export.export_model(adapted_model, export_dir, run.inner)
 
   scoring_env.close()
   result = {"mier_wr": mier_wr, "mier": curve[-1] if curve else mier_wr, "mier_curve": curve}

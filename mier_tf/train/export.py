@@ -20,12 +20,14 @@ from mier_tf.model import adapt_context
 class _ModelExport(tf.Module):
   """The model's adaptation and prediction as SavedModel signatures."""
 
-  def __init__(self, model, adapt_steps: int, adapt_lr: float):
+  def __init__(self, model, inner):
     super().__init__(name="mier_model")
     self.model = model
     # The inner loop's settings, readable from the loaded SavedModel (`loaded.inner_lr`).
-    self.inner_steps = tf.Variable(int(adapt_steps), trainable=False, name="inner_steps")
-    self.inner_lr = tf.Variable(float(adapt_lr), trainable=False, name="inner_lr")
+    self.inner_steps = tf.Variable(int(inner.steps), trainable=False, name="inner_steps")
+    self.inner_lr = tf.Variable(float(inner.lr), trainable=False, name="inner_lr")
+    self.inner_clip_norm = tf.Variable(float(inner.clip_norm), trainable=False,
+                                       name="inner_clip_norm")
     obs_dim, act_dim, ctx_dim = model.observation_dim, model.action_dim, model.context_dim
     obs = tf.TensorSpec([None, obs_dim], tf.float32, name="observation")
     act = tf.TensorSpec([None, act_dim], tf.float32, name="action")
@@ -38,7 +40,7 @@ class _ModelExport(tf.Module):
     def adapt(observation, action, next_observation, reward):
       batch = dict(observation=observation, action=action,
                    next_observation=next_observation, reward=reward)
-      return {"context": adapt_context(self.model, batch, adapt_steps, adapt_lr)}
+      return {"context": inner.adapt(self.model, batch)}
 
     one_ctx = tf.TensorSpec([ctx_dim], tf.float32, name="context")
     lr = tf.TensorSpec([], tf.float32, name="learning_rate")
@@ -49,7 +51,8 @@ class _ModelExport(tf.Module):
       # adaptation (N_fast steps, the rate cut tenfold after the first ones) from an export.
       batch = dict(observation=observation, action=action,
                    next_observation=next_observation, reward=reward)
-      return {"context": adapt_context(self.model, batch, 1, learning_rate, context=context)}
+      return {"context": adapt_context(self.model, batch, 1, learning_rate, context=context,
+                                       clip_norm=inner.clip_norm)}
 
     @tf.function(input_signature=[obs, act, ctx])
     def predict(observation, action, context):
@@ -94,16 +97,15 @@ def export_policy(agent, export_dir: str) -> None:
     _replace_dir(saver.save, os.path.join(export_dir, name))
 
 
-def export_model(model, export_dir: str, adapt_steps: int, adapt_lr: float) -> None:
+def export_model(model, export_dir: str, inner) -> None:
   """Writes `export_dir/model`: signatures `adapt`, `context_step`, `predict`, `sample`, `prior_context`.
 
   Args:
     model: a `ContextualDynamicsModel`.
     export_dir: parent directory of the export.
-    adapt_steps: inner steps run by the `adapt` signature (as in training).
-    adapt_lr: inner learning rate of the `adapt` signature.
+    inner: the `InnerLoop` the `adapt` signature runs (the one training used).
   """
-  module = _ModelExport(model, adapt_steps, adapt_lr)
+  module = _ModelExport(model, inner)
   signatures = {"adapt": module.adapt, "context_step": module.context_step,
                 "predict": module.predict, "sample": module.sample,
                 "prior_context": module.prior_context}

@@ -75,8 +75,6 @@ class MetaTrainingRun:
       batch is the model's evaluation batch itself (the release: 10 x 200 = 2,000 rows);
       a number: fresh rows from the tasks' full tables for each update.
     context_dim: size of the latent context (5; 10 for cheetah negated joints).
-    inner_steps: gradient steps of the context adaptation (2).
-    inner_lr: learning rate of the context adaptation (0.01).
     collect_slots: tasks stepped together by the collector.
     normalizer_rows: rows sampled from the full tables to refresh input normalisation.
     eval_train_tasks: training tasks evaluated at each evaluation: the same ones every time,
@@ -109,8 +107,6 @@ class MetaTrainingRun:
       sac_rows_per_task: Optional[int] = None,
       # Model identification.
       context_dim: int = 5,
-      inner_steps: int = 2,
-      inner_lr: float = 0.01,
       # Bookkeeping.
       collect_slots: int = 10,
       normalizer_rows: int = 200,
@@ -127,7 +123,7 @@ class MetaTrainingRun:
         ("train_steps_per_epoch", train_steps_per_epoch, 1),
         ("meta_batch_size", meta_batch_size, 1), ("adapt_batch_size", adapt_batch_size, 1),
         ("eval_batch_size", eval_batch_size, 1), ("context_dim", context_dim, 1),
-        ("inner_steps", inner_steps, 0), ("collect_slots", collect_slots, 1),
+        ("collect_slots", collect_slots, 1),
         ("normalizer_rows", normalizer_rows, 1), ("eval_train_tasks", eval_train_tasks, 1),
         ("eval_adapt_steps", eval_adapt_steps, 1),
         ("identification_tasks", identification_tasks, 3),
@@ -152,7 +148,7 @@ class MetaTrainingRun:
       raise ValueError("MetaTrainingRun.sac_updates_per_step > 1 needs sac_rows_per_task "
                        "(the evaluation batch serves one update only).")
     self.sac_updates_per_step, self.sac_rows_per_task = sac_updates_per_step, sac_rows_per_task
-    self.inner_steps, self.inner_lr = inner_steps, inner_lr
+    self.inner = model_lib.InnerLoop()  # its settings: bind InnerLoop.* (base.gin)
     self.collect_slots = collect_slots
     self.normalizer_rows = normalizer_rows
     # Spread over the task parameter (its first feature), so that the evaluated tasks span
@@ -171,10 +167,9 @@ class MetaTrainingRun:
     self.fingerprint = dict(family=self.family.name, observation_dim=obs_dim,
                             action_dim=act_dim, context_dim=context_dim)
     self.model = model_lib.ContextualDynamicsModel(obs_dim, act_dim, context_dim=context_dim)
-    self.model_trainer = model_lib.MetaTrainer(self.model, inner_steps=inner_steps,
-                                               inner_lr=inner_lr)
+    self.model_trainer = model_lib.MetaTrainer(self.model, self.inner)
     self._adapt_fn = tf.function(  # compiled once per batch shape (~2.5x faster than eager)
-        lambda batch: model_lib.adapt_context(self.model, batch, inner_steps, inner_lr),
+        lambda batch: self.inner.adapt(self.model, batch),
         reduce_retracing=True)
     self.agent = sac.create_sac_agent(obs_dim, act_dim, context_dim, seed=seed)
     self.learner = sac.ContextSacLearner(self.agent)
@@ -533,7 +528,7 @@ def meta_train(
 def _export(run: MetaTrainingRun, export_dir: str) -> None:
   """The policy and model SavedModels of the run as it stands, in export_dir."""
   export.export_policy(run.agent, export_dir)
-  export.export_model(run.model, export_dir, run.inner_steps, run.inner_lr)
+  export.export_model(run.model, export_dir, run.inner)
 
 
 def _budget_spent(run: MetaTrainingRun, max_env_steps: Optional[int]) -> bool:
