@@ -101,3 +101,46 @@ def test_evaluated_training_tasks_are_fixed_and_span_the_training_range(small_ru
   assert min(velocities) < 0.05 and max(velocities) > 1.45  # train v ~ U(0, 1.5)
   assert sorted(velocities) == pytest.approx(np.quantile(run.family.train_tasks,
                                                          [0, .25, .5, .75, 1]), abs=0.05)
+
+
+def test_algorithm_1_routes_prior_data_to_both_tables_and_adapted_data_to_the_full_one(small_run):
+  """collect_epoch: prior context -> both tables; adapt on that data; adapted -> full only."""
+  run = small_run(tasks_per_epoch=3, prior_steps=10, posterior_steps=14)
+  collects, adds = [], []
+  collect, add = run.collector.collect, run.tables.add
+
+  def spy_collect(tasks, contexts, num_steps, action_fn):
+    data, returns = collect(tasks, contexts, num_steps, action_fn)
+    collects.append((np.array(contexts), num_steps, data))
+    return data, returns
+
+  run.collector.collect = spy_collect
+  run.tables.add = lambda task, table, rows: (adds.append((task, table, len(rows["reward"]))),
+                                              add(task, table, rows))
+  sizes_before = run.tables.sizes().copy()
+  run.collect_epoch()
+  (prior_contexts, prior_steps, prior_data), (contexts, posterior_steps, _) = collects
+  assert (prior_steps, posterior_steps) == (10, 14)
+  np.testing.assert_array_equal(prior_contexts, np.tile(run.model.context.numpy(), (3, 1)))
+  # The second pass acts on the contexts adapted from the first pass's data.
+  np.testing.assert_allclose(contexts, run._adapt(meta_train.stack_tasks(prior_data)),
+                             rtol=1e-5)
+  assert not np.allclose(contexts, prior_contexts)
+  tasks = [task for task, _, _ in adds[:3]]
+  assert adds == ([(t, ("adapt", "full"), 10) for t in tasks] + [(t, "full", 14) for t in tasks])
+  grown = run.tables.sizes() - sizes_before  # [tasks, (adapt, full)]
+  np.testing.assert_array_equal(grown[tasks], [[10, 24]] * 3)
+  assert grown.sum() == 3 * 34
+
+
+def test_the_release_schedules_sac_batch_is_the_eval_batch_tagged_with_its_contexts(small_run):
+  run = small_run()
+  adapt_batch, eval_batch, _ = run._sample_step_batches(np.arange(3))
+  seen = []
+  train_tagged = run.learner.train_tagged
+  run.learner.train_tagged = lambda batch, contexts: (seen.append((batch, contexts)),
+                                                      train_tagged(batch, contexts))[1]
+  model_info, _ = run._train_step_graph(adapt_batch, eval_batch, None, with_summaries=False)
+  ((batch, contexts),) = seen
+  assert batch is eval_batch
+  np.testing.assert_array_equal(contexts.numpy(), model_info.contexts.numpy())
