@@ -851,7 +851,7 @@ def bench_training_step() -> List[Row]:
 _MEMORY_PROBE = r"""
 import json, resource, sys
 import numpy as np
-from mier_tf.replay.task_tables import InProcessTaskTables
+from mier_tf.replay.in_process import InProcessTaskTables
 
 tasks, rounds, prior, posterior = (int(a) for a in sys.argv[1:5])
 def vm(key):

@@ -25,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # window: (module, attribute path, kill before the call or after it returns)
 WINDOWS = {
-    "replay_data": ("mier_tf.replay.task_tables", "InProcessTaskTables._write_checkpoint",
+    "replay_data": ("mier_tf.replay.in_process", "InProcessTaskTables._write_checkpoint",
                     "after"),
     "checkpoint_write": ("tensorflow.python.checkpoint.checkpoint_management",
                          "CheckpointManager.save", "before"),

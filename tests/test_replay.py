@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from mier_tf import replay
-from mier_tf.replay import task_tables
 
 OBS, ACT = 3, 2
 BACKENDS = ["in_process", "reverb"]

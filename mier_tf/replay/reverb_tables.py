@@ -41,7 +41,7 @@ import numpy as np
 import reverb
 import tensorflow as tf
 
-from mier_tf.replay.task_tables import CheckpointError, TableSpec, TaskTables
+from mier_tf.replay.base import CheckpointError, TableSpec, TaskTables
 
 _REVERB_DIR = "reverb"
 _MAX_OPEN_ITERATORS = 256
