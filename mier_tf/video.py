@@ -5,7 +5,6 @@ the user set it; software rendering works where there is no GPU: about 50 ms a 3
 frame on our 2-core CPU).
 """
 import io
-import os
 from typing import Callable, List, Sequence, Tuple
 
 import numpy as np
@@ -78,12 +77,8 @@ def gif_bytes(frames: Sequence[np.ndarray], fps: float = 10.0) -> bytes:
 
 def write_gif(path: str, frames: Sequence[np.ndarray], fps: float = 10.0) -> str:
   """Writes the frames as an animated GIF at path (its folder is created); returns path."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  data = gif_bytes(frames, fps)
-  with open(path + ".tmp", "wb") as f:
-    f.write(data)
-  os.replace(path + ".tmp", path)
-  return path
+  from mier_tf import files  # pylint: disable=import-outside-toplevel
+  return files.atomic_write(path, gif_bytes(frames, fps))
 
 
 def gif_summary(tag: str, frames: Sequence[np.ndarray], step: int, fps: float = 10.0,

@@ -32,6 +32,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from mier_tf import errors
+from mier_tf import files
 
 FIELDS = ("observation", "action", "reward", "next_observation", "discount")
 LATEST = "LATEST"
@@ -70,15 +71,6 @@ def latest_checkpoint(directory: str) -> Optional[str]:
   if not os.path.isdir(path):
     raise CheckpointError(f"{path}: missing (named by {pointer})")
   return path
-
-
-def _fsync(path: str) -> None:
-  """Flushes a file or a folder to disk (so a machine crash, not just a kill, is survived)."""
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
 
 
 def _write_json(path: str, obj: Any) -> None:
@@ -222,19 +214,14 @@ class TaskTables(abc.ABC):
       entries = self._write_checkpoint(staging)
       _write_json(os.path.join(staging, MANIFEST),
                   {"format_version": _FORMAT_VERSION, **self._config(), **entries})
-      _fsync(staging)
+      files.fsync_path(staging)
       final = os.path.join(directory, f"ckpt-{number:06d}")
       os.rename(staging, final)
     except BaseException:
       shutil.rmtree(staging, ignore_errors=True)
       raise
-    pointer_tmp = os.path.join(directory, LATEST + ".tmp")
-    with open(pointer_tmp, "w") as f:
-      f.write(os.path.basename(final) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(pointer_tmp, os.path.join(directory, LATEST))  # The commit point.
-    _fsync(directory)
+    files.atomic_write(os.path.join(directory, LATEST),  # The commit point.
+                       os.path.basename(final) + "\n")
     for name in os.listdir(directory):  # Older checkpoints, and staging left by kills.
       if (name.startswith(_STAGING_PREFIX) or _CHECKPOINT_NAME.fullmatch(name)) and \
           name != os.path.basename(final):

@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from mier_tf import files
 from mier_tf import logs
 from mier_tf.errors import CheckpointError  # re-exported: the one checkpoint error
 
@@ -51,10 +52,8 @@ class RunCheckpointer:
     number = (self._number(latest) if latest else 0) + 1
     os.makedirs(self.directory, exist_ok=True)
     self.tables.save(os.path.join(self.directory, f"replay_{number}"))
-    driver = os.path.join(self.directory, f"driver_{number}.json")
-    with open(driver + ".tmp", "w") as f:
-      json.dump({"rng": rng.bit_generator.state, "extra": extra_state}, f)
-    os.replace(driver + ".tmp", driver)
+    files.atomic_write_json(os.path.join(self.directory, f"driver_{number}.json"),
+                            {"rng": rng.bit_generator.state, "extra": extra_state})
     with logs.levels_kept():
       path = self.manager.save(checkpoint_number=number)
     self._prune()
@@ -63,7 +62,7 @@ class RunCheckpointer:
   def _prune(self) -> None:
     keep = {self._number(p) for p in self.manager.checkpoints}
     for name in os.listdir(self.directory):
-      match = re.fullmatch(r"(?:replay_(\d+)|driver_(\d+)\.json)(?:\.tmp)?", name)
+      match = re.fullmatch(r"(?:replay_(\d+)|driver_(\d+)\.json)(?:\.tmp\d*)?", name)
       if match and int(match.group(1) or match.group(2)) not in keep:
         path = os.path.join(self.directory, name)
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)

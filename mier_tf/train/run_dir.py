@@ -13,12 +13,12 @@
   then says so and changes nothing.
 """
 import fcntl
-import json
 import os
 import re
 from typing import Dict, Optional
 
 from mier_tf.errors import CheckpointError
+from mier_tf.files import atomic_write, atomic_write_json, read_json  # noqa: F401  (used here and by callers)
 
 RUN_CONFIG = "run_config.gin"
 FINISHED = "finished.json"
@@ -39,37 +39,6 @@ class ConfigMismatchError(ValueError):
 
 class RunDirectoryBusy(ValueError):
   """Another process holds the root_dir's lock."""
-
-
-def atomic_write(path: str, text: str) -> None:
-  """Writes `text` to `path` so that a kill leaves either the old file or the new one."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-  fd = os.open(directory, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
-def atomic_write_json(path: str, value) -> None:
-  """`atomic_write` of `value` as indented JSON (keys sorted)."""
-  atomic_write(path, json.dumps(value, indent=1, sort_keys=True))
-
-
-def read_json(path: str):
-  """The JSON value in `path`; CheckpointError naming the file if it is unreadable."""
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError) as e:
-    raise CheckpointError(f"{path}: missing or corrupt ({e})") from e
 
 
 class RunDirectoryLock:
