@@ -103,7 +103,7 @@ def single_task_sac(settings: str, seed: int, checkpoints: Sequence[int] = (10_0
 def mier_wr_per_cpu_minute(schedule: str, seed: int, cpu_minutes: float,
                            gin_bindings: Sequence[str] = (), root_dir: str = None) -> dict:
   """MIER-wR on cheetah_vel_hard: returns above standing still against CPU minutes spent."""
-  from mier_tf.train import driver, meta_train  # noqa: F401 pylint: disable=import-outside-toplevel
+  from mier_tf.train import job, meta_train  # noqa: F401 pylint: disable=import-outside-toplevel
   from mier_tf import cli  # pylint: disable=import-outside-toplevel
   gin.clear_config()
   bindings = [f"MetaTrainingRun.{k} = {v!r}" for k, v in SCHEDULES[schedule].items()]

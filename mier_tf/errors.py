@@ -2,6 +2,6 @@
 
 
 class CheckpointError(RuntimeError):
-  """A checkpoint (run, replay or driver state) is missing, incomplete, corrupt or belongs to
+  """A checkpoint (run, replay or host state) is missing, incomplete, corrupt or belongs to
   another configuration. The message starts with the path of the file (or folder) at fault.
   """

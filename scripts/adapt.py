@@ -29,7 +29,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from mier_tf.train import adapt_ood, driver, run_dir  # noqa: F401  pylint: disable=g-import-not-at-top
+  from mier_tf.train import adapt_ood, job, run_dir  # noqa: F401  pylint: disable=g-import-not-at-top
   with cli.one_line_errors():
     config = os.path.join(FLAGS.root_dir, "operative_config.gin")
     if not os.path.isfile(config):
@@ -50,7 +50,7 @@ def main(argv):
         adapt_ood.adapt_ood(FLAGS.root_dir, index)
       if FLAGS.video:
         _write_videos(FLAGS.root_dir)
-  print(driver.summary(FLAGS.root_dir))
+  print(job.summary(FLAGS.root_dir))
 
 
 def _write_videos(root_dir: str) -> None:

@@ -147,7 +147,7 @@ def step_envs_randomly(envs: Sequence, steps: int, rng: np.random.Generator) -> 
 def bench_collection() -> List[Row]:
   """Env steps/s of batched collection with the SAC policy vs MuJoCo alone and vs PyDriver.
 
-  10 tasks in lock-step (`MultiTaskCollector` + the driver's `NumpyActor`, one policy call
+  10 tasks in lock-step (`MultiTaskCollector` + the run's `NumpyActor`, one policy call
   per step for all 10); the same 10 envs stepped with random actions and no policy; and TF-Agents'
   PyDriver with a PyTFEagerPolicy over the same agent's collect policy, on one env whose
   observation carries a fixed context (a small PyEnvironment wrapper).
@@ -639,7 +639,7 @@ def _run_with_real_tables(config: str, root: str, bindings: List[str]):
   Returns (run, the collected per-task transitions).
   """
   from mier_tf import cli  # pylint: disable=g-import-not-at-top
-  from mier_tf.train import driver  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from mier_tf.train import job  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   from mier_tf.train import meta_train  # pylint: disable=g-import-not-at-top
   cli.parse_gin([os.path.join(cli.REPO_GIN_DIR, f"{config}.gin")], bindings, root_dir=root)
   run = meta_train.MetaTrainingRun(root_dir=root)

@@ -24,11 +24,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from mier_tf.train import driver  # pylint: disable=g-import-not-at-top
+  from mier_tf.train import job  # pylint: disable=g-import-not-at-top
   with cli.one_line_errors():
     bindings = list(FLAGS.gin_bindings) + cli.seed_bindings(FLAGS.seed)
     root_dir = cli.parse_gin(FLAGS.gin_file, bindings, FLAGS.root_dir)
-    text = driver.train_and_adapt(root_dir)
+    text = job.train_and_adapt(root_dir)
   print(text, flush=True)
 
 

@@ -6,7 +6,7 @@ The process kills itself the N-th time (counting in this process) it reaches WIN
 the moments where a kill could leave a half-written run behind:
 
   replay_data        the replay tables' arrays are written, their manifest is not
-  checkpoint_write   replay tables and driver state are written, the TF checkpoint is not
+  checkpoint_write   replay tables and host state are written, the TF checkpoint is not
   checkpoint_index   TF's checkpoint files are written, its `checkpoint` index is not
   export_model       the policy SavedModel is written, the model SavedModel is not
   relabeling         a test task's relabeling (Algorithm 2) is about to start

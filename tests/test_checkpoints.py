@@ -82,18 +82,18 @@ def test_old_checkpoints_are_pruned(tmp_path):
     ckpt.save(np.random.default_rng(0))
   names = sorted(os.listdir(tmp_path))
   assert [n for n in names if n.startswith("replay_")] == ["replay_3", "replay_4"]
-  assert [n for n in names if n.startswith("driver_")] == ["driver_3.json", "driver_4.json"]
+  assert [n for n in names if n.startswith("host_")] == ["host_3.json", "host_4.json"]
 
 
 def test_corrupt_parts_are_named(tmp_path):
   ckpt, *_ = _make(str(tmp_path))
   ckpt.save(np.random.default_rng(0))
-  with open(tmp_path / "driver_1.json", "w") as f:
+  with open(tmp_path / "host_1.json", "w") as f:
     f.write("{not json")
-  with pytest.raises(checkpoints.CheckpointError, match="driver_1.json"):
+  with pytest.raises(checkpoints.CheckpointError, match="host_1.json"):
     _make(str(tmp_path))[0].restore()
-  os.remove(tmp_path / "driver_1.json")
-  with pytest.raises(checkpoints.CheckpointError, match="driver_1.json"):
+  os.remove(tmp_path / "host_1.json")
+  with pytest.raises(checkpoints.CheckpointError, match="host_1.json"):
     _make(str(tmp_path))[0].restore()
 
   ckpt.save(np.random.default_rng(0))
@@ -113,7 +113,7 @@ def test_a_kill_during_the_first_save_leaves_a_run_that_starts_afresh(tmp_path):
   os.makedirs(tmp_path / "ckpt-1_temp")
   fresh, fresh_tables, *_ = _make(str(tmp_path))
   assert fresh.restore() is False
-  assert not [n for n in os.listdir(tmp_path) if n.startswith(("ckpt-", "replay_", "driver_"))]
+  assert not [n for n in os.listdir(tmp_path) if n.startswith(("ckpt-", "replay_", "host_"))]
   # The run then saves its first checkpoint again, as number 1, and it restores.
   fresh_tables.add(1, "full", _rows(3, 2.0))
   assert fresh.save(np.random.default_rng(0)).endswith("ckpt-1")

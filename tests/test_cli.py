@@ -5,7 +5,7 @@ import gin
 import pytest
 
 from mier_tf import cli
-from mier_tf.train import driver  # noqa: F401  registers every configurable
+from mier_tf.train import job  # noqa: F401  registers every configurable
 
 
 @pytest.fixture(autouse=True)

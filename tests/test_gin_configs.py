@@ -6,7 +6,7 @@ import gin
 import pytest
 
 from mier_tf import cli, envs
-from mier_tf.train import driver  # noqa: F401  registers every configurable
+from mier_tf.train import job  # noqa: F401  registers every configurable
 
 GIN_FILES = sorted(glob.glob(os.path.join(cli.REPO_GIN_DIR, "*.gin")))
 

@@ -364,7 +364,7 @@ def test_resume_matches_an_uninterrupted_run(run_dir, tmp_path):
 KILL_CHAIN = [
     ("checkpoint_index", 1),  # the run's first checkpoint, before TensorFlow's index
     ("replay_data", 2),       # epoch 1's checkpoint: replay arrays written, no manifest
-    ("checkpoint_write", 1),  # epoch 1's again: replay and driver written, no TF checkpoint
+    ("checkpoint_write", 1),  # epoch 1's again: replay and host state written, no TF checkpoint
     ("checkpoint_index", 2),  # epoch 2's checkpoint, before its index
     ("export_model", 1),      # policy exported, model not
     ("results", 1),           # before the MIER-wR results are written

@@ -44,7 +44,7 @@ _FORMAT_VERSION = 1
 TableSpec = Union[str, Sequence[str]]
 
 
-# The one checkpoint error of the project (replay, driver state and TF checkpoints alike).
+# The one checkpoint error of the project (replay, host state and TF checkpoints alike).
 CheckpointError = errors.CheckpointError
 
 

@@ -2,11 +2,12 @@
 
 One checkpoint number n is three things written in this order:
   replay_<n>/      the replay tables (each backend writes atomically),
-  driver_<n>.json  the driver's numpy random state (written to a temporary file, then renamed),
+  host_<n>.json    the state held in Python: numpy random states, the last evaluation
+                   (written atomically),
   ckpt-<n>.*       tf.train.Checkpoint of model, optimisers, agent and counters; TensorFlow's
                    CheckpointManager updates its `checkpoint` index file last.
 A checkpoint counts only once the index names it, so a kill during any write leaves the
-previous one in use; older replay/driver files are pruned after the index moves on.
+previous one in use; older replay/host files are pruned after the index moves on.
 """
 import json
 import logging
@@ -52,7 +53,7 @@ class RunCheckpointer:
     number = (self._number(latest) if latest else 0) + 1
     os.makedirs(self.directory, exist_ok=True)
     self.tables.save(os.path.join(self.directory, f"replay_{number}"))
-    files.atomic_write_json(os.path.join(self.directory, f"driver_{number}.json"),
+    files.atomic_write_json(os.path.join(self.directory, f"host_{number}.json"),
                             {"rng": rng.bit_generator.state, "extra": extra_state})
     with logs.levels_kept():
       path = self.manager.save(checkpoint_number=number)
@@ -62,7 +63,7 @@ class RunCheckpointer:
   def _prune(self) -> None:
     keep = {self._number(p) for p in self.manager.checkpoints}
     for name in os.listdir(self.directory):
-      match = re.fullmatch(r"(?:replay_(\d+)|driver_(\d+)\.json)(?:\.tmp\d*)?", name)
+      match = re.fullmatch(r"(?:replay_(\d+)|host_(\d+)\.json)(?:\.tmp\d*)?", name)
       if match and int(match.group(1) or match.group(2)) not in keep:
         path = os.path.join(self.directory, name)
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
@@ -97,13 +98,13 @@ class RunCheckpointer:
     except Exception as e:  # pylint: disable=broad-except  (TF raises IndexError, OpError...)
       raise CheckpointError(f"{latest}: cannot be restored ({type(e).__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else ''})") from e
-    driver = os.path.join(self.directory, f"driver_{number}.json")
+    host = os.path.join(self.directory, f"host_{number}.json")
     try:
-      with open(driver) as f:
+      with open(host) as f:
         stored = json.load(f)
       state = stored["rng"]
     except (OSError, ValueError, KeyError) as e:
-      raise CheckpointError(f"{driver}: missing or corrupt ({e})") from e
+      raise CheckpointError(f"{host}: missing or corrupt ({e})") from e
     self.restored_rng = np.random.default_rng()
     self.restored_rng.bit_generator.state = state
     self.restored_extra_state = stored.get("extra")
