@@ -529,7 +529,7 @@ def bench_compiled_steps() -> List[Row]:
 
   Each step is called several times with fresh inputs of the same shapes (as a run does) and
   then with the other shapes a run uses; the goal is one trace per distinct input shape.
-  Also times `adapt_context` as MetaTrainingRun._adapt calls it (eagerly) against a
+  Also times `adapt_context` as MetaTrainingRun.adapt_contexts calls it (eagerly) against a
   tf.function copy.
   """
   from mier_tf import model as model_lib  # pylint: disable=g-import-not-at-top
@@ -622,7 +622,7 @@ def bench_compiled_steps() -> List[Row]:
       lambda: compiled_adapt(adapt_data).numpy(), warmup=2, repeats=pick(20, 2))
   rows.append(make_row("adaptation eager vs tf.function", eager_ms, compiled_ms, detail=(
       f"ms per adapt_context (2 steps, {pick(5, 1)} tasks x {pick(400, 8)} rows): eager, as "
-      "MetaTrainingRun._adapt calls it / the same in a tf.function")))
+      "MetaTrainingRun.adapt_contexts calls it / the same in a tf.function")))
   return rows
 
 
@@ -644,7 +644,7 @@ def _run_with_real_tables(config: str, root: str, bindings: List[str]):
   cli.parse_gin([os.path.join(cli.REPO_GIN_DIR, f"{config}.gin")], bindings, root_dir=root)
   run = meta_train.MetaTrainingRun(root_dir=root)
   data, _ = run.collector.collect(run.family.train_tasks[:run.collect_slots],
-                                  run._prior_contexts(run.collect_slots),  # pylint: disable=protected-access
+                                  run.prior_contexts(run.collect_slots),  # pylint: disable=protected-access
                                   pick(200, 10), run.explore_fn)
   _fill_tables_from(run, data)
   run.refresh_normalizer()
@@ -707,7 +707,7 @@ def bench_epoch() -> List[Row]:
         for part, fn in (
             ("env", lambda: step_envs_randomly(raw_envs, collect_steps, rng)),
             ("policy", lambda: [run.explore_fn(policy_inputs) for _ in range(collect_steps)]),
-            ("adapt", lambda: run._adapt(prior)),  # pylint: disable=protected-access
+            ("adapt", lambda: run.adapt_contexts(prior)),  # pylint: disable=protected-access
             ("normalizer", lambda: run.model.update_normalizer(fixed[1])),
             ("train", train_parts)):
           start = time.perf_counter()
@@ -717,7 +717,7 @@ def bench_epoch() -> List[Row]:
 
       # Warm-up: traces every compiled function at the shapes of the epoch.
       run.explore_fn(policy_inputs)
-      run._adapt(prior)  # pylint: disable=protected-access
+      run.adapt_contexts(prior)  # pylint: disable=protected-access
       run.train_steps_per_epoch, saved = 1, run.train_steps_per_epoch
       run.train_epoch()
       run.train_steps_per_epoch = saved

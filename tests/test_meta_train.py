@@ -123,7 +123,7 @@ def test_algorithm_1_routes_prior_data_to_both_tables_and_adapted_data_to_the_fu
   assert (prior_steps, posterior_steps) == (10, 14)
   np.testing.assert_array_equal(prior_contexts, np.tile(run.model.context.numpy(), (3, 1)))
   # The second pass acts on the contexts adapted from the first pass's data.
-  np.testing.assert_allclose(contexts, run._adapt(meta_train.stack_tasks(prior_data)),
+  np.testing.assert_allclose(contexts, run.adapt_contexts(meta_train.stack_tasks(prior_data)),
                              rtol=1e-5)
   assert not np.allclose(contexts, prior_contexts)
   tasks = [task for task, _, _ in adds[:3]]

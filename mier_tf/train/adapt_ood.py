@@ -31,10 +31,87 @@ from mier_tf.train import meta_train as meta_train_lib
 
 
 
-def _episode_return(run, task, context: np.ndarray) -> float:
+# --- The steps of Algorithm 2, in its order ------------------------------------------------
+
+
+def restored_run(root_dir: str, run: Optional[meta_train_lib.MetaTrainingRun] = None
+                 ) -> meta_train_lib.MetaTrainingRun:
+  """The run at its last meta-training checkpoint, random states included.
+
+  Every task starts from the checkpoint's random state, so its result does not depend on
+  which tasks ran before it in this process (a resumed job gets what an uninterrupted got).
+  """
+  run = run or meta_train_lib.MetaTrainingRun(root_dir)
+  if not run.checkpointer.restore():
+    raise checkpoints.CheckpointError(
+        f"{os.path.join(root_dir, 'checkpoints')}: no meta-training checkpoint to adapt from")
+  run.rng = run.checkpointer.restored_rng
+  run.set_host_state(run.checkpointer.restored_extra_state)
+  return run
+
+
+def collect_adaptation_data(run, task, steps: int) -> Dict[str, np.ndarray]:
+  """D_adapt: `steps` transitions on the new task with the prior context (flat arrays)."""
+  data, _ = run.collector.collect([task], run.prior_contexts(1), steps, run.explore_fn)
+  return data[0]
+
+
+def evaluate(run, task, context: np.ndarray) -> float:
+  """The deterministic policy's return in one episode on the task, acting on `context`."""
   _, returns = run.collector.collect([task], context[None], run.family.max_episode_steps,
                                      run.greedy_fn)
   return float(returns[0][0])
+
+
+def identify_task(run, real: Dict[str, np.ndarray], context_steps: int, fast_steps: int,
+                  model_steps: int, model_lr: float):
+  """Continued model identification on D_adapt (on a copy: the meta-trained model stays).
+
+  Returns (adapted model theta', its context phi_T).
+  """
+  adapted_model, context = model_lib.continue_adaptation(
+      run.model, {k: tf.convert_to_tensor(v) for k, v in real.items()},
+      context_steps=context_steps, context_lr=run.inner.lr, fast_steps=fast_steps,
+      model_steps=model_steps, model_lr=model_lr, clip_norm=run.inner.clip_norm)
+  return adapted_model, tf.convert_to_tensor(context)
+
+
+def relabel_experience(run, rng: np.random.Generator, adapted_model, context: tf.Tensor,
+                       mode: str, num_tasks: int, num_states: int) -> Dict[str, np.ndarray]:
+  """States of `num_tasks` random meta-training tasks, relabeled as the new task's."""
+  num_train = len(run.family.train_tasks)
+  ids = rng.choice(num_train, min(num_tasks, num_train), replace=False)
+  per_task = max(1, num_states // min(num_tasks, num_train))
+  states = flatten_tasks(run.tables.sample(ids, "full", per_task))
+  actor = run.agent.policy._actor_network  # pylint: disable=protected-access
+  return relabel.relabel_transitions(adapted_model, actor, context, states, mode,
+                                     seed=int(rng.integers(2**30)))
+
+
+def train_policy_step(run, mix: relabel.MixedBatches, context: tf.Tensor, updates: int):
+  """SAC updates on batches of the new task's data mixed with relabeled data."""
+  for _ in range(updates):
+    batch = {k: tf.convert_to_tensor(v[None]) for k, v in mix.sample().items()}
+    losses = run.learner.train_tagged(batch, context[None])
+  return losses
+
+
+def export_adapted(run, adapted_model, context: tf.Tensor, export_dir: str) -> None:
+  """The trained policy, and the adapted model whose prior context is the task's phi_T."""
+  export.export_policy(run.agent, export_dir)
+  adapted_model.context.assign(context)
+  export.export_model(adapted_model, export_dir, run.inner)
+
+
+def record_result(run, root_dir: str, task_index: int, result: dict) -> None:
+  """Adds the task's returns to eval/results.json."""
+  task = run.family.test_tasks[task_index]
+  results = meta_train_lib.read_results(root_dir)
+  entry = results.setdefault("test_tasks", {}).setdefault(str(task_index), {})
+  entry.update(task=run.family.describe_task(task), **result)
+  meta_train_lib.write_results_file(root_dir, results)
+  logging.info("Test task %d (%s): MIER-wR %.1f, MIER %.1f", task_index,
+               run.family.describe_task(task), result["mier_wr"], result["mier"])
 
 
 @gin.configurable
@@ -87,14 +164,7 @@ def adapt_ood(
     {"mier_wr": return before relabeling, "mier": return after the last epoch,
      "mier_curve": return after each epoch}.
   """
-  run = run or meta_train_lib.MetaTrainingRun(root_dir)
-  if not run.checkpointer.restore():
-    raise checkpoints.CheckpointError(
-        f"{os.path.join(root_dir, 'checkpoints')}: no meta-training checkpoint to adapt from")
-  # Every task starts from the checkpoint's random state, so its result does not depend on
-  # which tasks ran before it in this process (a resumed job gets what an uninterrupted got).
-  run.rng = run.checkpointer.restored_rng
-  run.set_host_state(run.checkpointer.restored_extra_state)
+  run = restored_run(root_dir, run)
   tasks = run.family.test_tasks
   if not 0 <= task_index < len(tasks):
     raise ValueError(f"--task={task_index} out of range: {run.family.name} has {len(tasks)} "
@@ -107,61 +177,40 @@ def adapt_ood(
   writer = tf.summary.create_file_writer(out_dir)
   rng = np.random.default_rng([seed, task_index])
 
-  # Adaptation data on the new task, with the prior context.
-  data, _ = run.collector.collect([task], run._prior_contexts(1), adapt_data_steps,
-                                  run.explore_fn)
-  real = data[0]
+  real = collect_adaptation_data(run, task, adapt_data_steps)
   one_task = {k: v[None] for k, v in real.items()}
-
   # MIER-wR: the meta-trained inner loop and the meta-trained policy.
-  context_wr = run._adapt(one_task)[0]
-  mier_wr = _episode_return(run, task, context_wr)
-
-  # Continued model identification (on a copy: the meta-trained model is left as it is).
-  adapted_model, context = model_lib.continue_adaptation(
-      run.model, {k: tf.convert_to_tensor(v) for k, v in real.items()},
-      context_steps=context_steps, context_lr=run.inner.lr, fast_steps=fast_steps,
-      model_steps=model_steps, model_lr=model_lr, clip_norm=run.inner.clip_norm)
-  context = tf.convert_to_tensor(context)
+  context_wr = run.adapt_contexts(one_task)[0]
+  mier_wr = evaluate(run, task, context_wr)
+  adapted_model, context = identify_task(run, real, context_steps, fast_steps, model_steps,
+                                         model_lr)
   with writer.as_default(step=0):
     # Adapt/*: tags of their own, so that TensorBoard does not draw them on one chart with
     # eval/'s tags of the same name against environment steps.
     tf.summary.scalar("Adapt/nll_meta_adapted", run.model.nll(one_task, context_wr[None]))
     tf.summary.scalar("Adapt/nll_ood_adapted", adapted_model.nll(one_task, context[None]))
 
-  # Policy training on relabeled experience.
+  # Policy training on relabeled experience; each relabeling is scored against the
+  # simulator where it can step from an observation (cheetah, ant: it is the state).
   mix = relabel.MixedBatches(real, real_fraction, batch_size, seed=seed)
-  num_train = len(run.family.train_tasks)
-  per_task = max(1, relabel_states // min(relabel_tasks, num_train))
-  actor = run.agent.policy._actor_network  # pylint: disable=protected-access
-  context_row = context[None]
-  # Relabeled transitions scored against the simulator on this task, where it can step from
-  # an observation (cheetah and ant: the observation is the state).
   scoring_env = run.family.make_env(task)
   scorable = getattr(scoring_env.unwrapped, "observation_is_state", False)
-  errors = []
-  curve = []
-  step = 0
+  errors, curve, step = [], [], 0
   with logging_redirect_tqdm(), tqdm.tqdm(
       total=num_epochs * steps_per_epoch, desc=f"adapt task {task_index}",
       unit="step", dynamic_ncols=True, leave=False) as bar:
     for epoch in range(num_epochs):
       for _ in range(steps_per_epoch):
         if step % relabel_every == 0:
-          ids = rng.choice(num_train, min(relabel_tasks, num_train), replace=False)
-          states = flatten_tasks(run.tables.sample(ids, "full", per_task))
-          relabeled = relabel.relabel_transitions(
-              adapted_model, actor, context, states, relabel_mode,
-              seed=int(rng.integers(2**30)))
+          relabeled = relabel_experience(run, rng, adapted_model, context, relabel_mode,
+                                         relabel_tasks, relabel_states)
           mix.set_relabeled(relabeled)
           if scorable:
             errors.append(relabel.relabel_error(scoring_env, relabeled, seed=step))
-        for _ in range(updates_per_step):
-          batch = {k: tf.convert_to_tensor(v[None]) for k, v in mix.sample().items()}
-          losses = run.learner.train_tagged(batch, context_row)
+        losses = train_policy_step(run, mix, context, updates_per_step)
         step += 1
         bar.update(1)
-      curve.append(_episode_return(run, task, context.numpy()))
+      curve.append(evaluate(run, task, context.numpy()))
       with writer.as_default(step=epoch + 1):
         tf.summary.scalar("Eval/test_return_mier", curve[-1])
         tf.summary.scalar("Adapt/mier_wr_return", mier_wr)  # the level MIER starts from
@@ -173,23 +222,14 @@ def adapt_ood(
             tf.summary.scalar(f"Relabel/{key}", errors[-1][key])
       bar.set_postfix(mier=f"{curve[-1]:.1f}", mier_wr=f"{mier_wr:.1f}")
   writer.flush()
-
-  export_dir = os.path.join(out_dir, "export")
-  export.export_policy(run.agent, export_dir)
-  adapted_model.context.assign(context)  # the export's prior context is the task's phi_T
-  export.export_model(adapted_model, export_dir, run.inner)
-
   scoring_env.close()
+
+  export_adapted(run, adapted_model, context, os.path.join(out_dir, "export"))
   result = {"mier_wr": mier_wr, "mier": curve[-1] if curve else mier_wr, "mier_curve": curve}
   if errors:  # averaged over the task's relabelings
     result["relabel_error"] = {key: float(np.mean([e[key] for e in errors]))
                                for key in errors[0]}
-  results = meta_train_lib.read_results(root_dir)
-  entry = results.setdefault("test_tasks", {}).setdefault(str(task_index), {})
-  entry.update(task=run.family.describe_task(task), **result)
-  meta_train_lib.write_results_file(root_dir, results)
-  logging.info("Test task %d (%s): MIER-wR %.1f, MIER %.1f", task_index,
-               run.family.describe_task(task), result["mier_wr"], result["mier"])
+  record_result(run, root_dir, task_index, result)
   return result
 
 

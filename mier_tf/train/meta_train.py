@@ -240,10 +240,12 @@ class MetaTrainingRun:
 
   # --- Collection -------------------------------------------------------------------------
 
-  def _prior_contexts(self, n: int) -> np.ndarray:
+  def prior_contexts(self, n: int) -> np.ndarray:
+    """The prior context phi, once per task: [n, c]."""
     return np.tile(self.model.context.numpy()[None], (n, 1))
 
-  def _adapt(self, batch: Dict[str, np.ndarray]) -> np.ndarray:
+  def adapt_contexts(self, batch: Dict[str, np.ndarray]) -> np.ndarray:
+    """The inner loop's contexts [tasks, c] for a batch [tasks, n, ...] (compiled)."""
     batch = {key: tf.convert_to_tensor(value) for key, value in batch.items()}
     return self._adapt_fn(batch).numpy()
 
@@ -262,7 +264,7 @@ class MetaTrainingRun:
                                                                   self.collect_slots)]
     for _ in range(self.num_initial_rounds):
       for ids in groups:
-        self._collect_into_tables(ids, self._prior_contexts(len(ids)), self.prior_steps,
+        self._collect_into_tables(ids, self.prior_contexts(len(ids)), self.prior_steps,
                                   ("adapt", "full"))
 
   def collect_epoch(self) -> None:
@@ -271,8 +273,8 @@ class MetaTrainingRun:
     for start in range(0, len(ids), self.collect_slots):
       group = ids[start:start + self.collect_slots]
       prior_data = self._collect_into_tables(
-          group, self._prior_contexts(len(group)), self.prior_steps, ("adapt", "full"))
-      contexts = self._adapt(stack_tasks(prior_data))
+          group, self.prior_contexts(len(group)), self.prior_steps, ("adapt", "full"))
+      contexts = self.adapt_contexts(stack_tasks(prior_data))
       if self.posterior_steps:
         self._collect_into_tables(group, contexts, self.posterior_steps, "full")
 
@@ -358,7 +360,7 @@ class MetaTrainingRun:
     results, lengths, contexts = {}, {}, {}
     for split, tasks in self._eval_tasks().items():
       results[split], lengths[split], contexts[split] = evaluation.evaluate_mier_wr_episodes(
-          self.collector, tasks, self.model.context.numpy(), self._adapt, self.explore_fn,
+          self.collector, tasks, self.model.context.numpy(), self.adapt_contexts, self.explore_fn,
           self.greedy_fn, self.eval_adapt_steps, self.collect_slots)
     report = self.identify()
     step = int(self.env_steps.numpy())
@@ -411,7 +413,7 @@ class MetaTrainingRun:
     adapt_batches = [self.tables.sample(ids, "adapt", self.adapt_batch_size) for _ in range(2)]
     eval_batch = self.tables.sample(ids, "full", self.eval_batch_size)
     features = self.family.task_features([self.family.train_tasks[i] for i in ids])
-    report = identification.identify(self.model, self._adapt, adapt_batches, eval_batch,
+    report = identification.identify(self.model, self.adapt_contexts, adapt_batches, eval_batch,
                                      features)
     self.last_identification = report
     logging.info("Identification on %d training tasks: R^2 %.3f, spread ratio %.2f, "
