@@ -1,0 +1,80 @@
+"""Tables of MIER against MIER-wR over seeds, from runs' eval/results.json.
+
+A family's runs sit in one folder, one sub-folder per seed (as `scripts/save_run.py` writes
+them, or run directories themselves). `comparison` lines them up per relabeled test task;
+`markdown` renders that as the tables of docs/RESULTS.md.
+"""
+import glob
+import json
+import os
+from typing import Dict, List
+
+import numpy as np
+
+
+def load_runs(family_dir: str) -> Dict[str, dict]:
+  """seed folder name -> its results.json, for every sub-folder of family_dir that has one."""
+  runs = {}
+  for path in sorted(glob.glob(os.path.join(family_dir, "*", "eval", "results.json"))):
+    with open(path) as f:
+      runs[os.path.basename(os.path.dirname(os.path.dirname(path)))] = json.load(f)
+  if not runs:
+    raise FileNotFoundError(f"no <seed>/eval/results.json under {family_dir}")
+  return runs
+
+
+def comparison(runs: Dict[str, dict]) -> dict:
+  """Per relabeled test task and per seed: standing still, MIER-wR, MIER.
+
+  Returns {"tasks": [{"index", "task", "standing_still", "mier_wr": [per seed],
+  "mier": [per seed]}], "seeds": [...], "per_seed": [{"seed", "mier_wr", "mier", "wins",
+  "tasks", "identification_r2", "env_steps"}]}; a task counts only if every seed relabeled it.
+  """
+  seeds = sorted(runs)
+  common = set.intersection(*({i for i, e in r["test_tasks"].items() if "mier" in e}
+                              for r in runs.values()))
+  indices = sorted(common, key=int)
+  tasks = []
+  for i in indices:
+    entries = [runs[s]["test_tasks"][i] for s in seeds]
+    tasks.append({"index": int(i), "task": entries[0]["task"],
+                  "standing_still": float(np.mean([e["standing_still"] for e in entries])),
+                  "mier_wr": [e["mier_wr"] for e in entries],
+                  "mier": [e["mier"] for e in entries]})
+  per_seed = []
+  for k, seed in enumerate(seeds):
+    wr = np.array([t["mier_wr"][k] for t in tasks])
+    mier = np.array([t["mier"][k] for t in tasks])
+    per_seed.append({"seed": seed, "mier_wr": float(wr.mean()), "mier": float(mier.mean()),
+                     "wins": int((mier > wr).sum()), "tasks": len(tasks),
+                     "identification_r2": runs[seed].get("identification", {}).get("r2"),
+                     "env_steps": runs[seed].get("env_steps")})
+  return {"tasks": tasks, "seeds": seeds, "per_seed": per_seed}
+
+
+def _mean_std(values: List[float]) -> str:
+  values = np.asarray(values, float)
+  return f"{values.mean():.1f}" if len(values) == 1 else \
+      f"{values.mean():.1f} ± {values.std():.1f}"
+
+
+def markdown(table: dict) -> str:
+  """The per-task table (mean ± std over seeds) and the per-seed summary, in markdown."""
+  lines = ["| test task | standing still | MIER-wR | MIER | MIER − MIER-wR |",
+           "| --- | --- | --- | --- | --- |"]
+  for t in table["tasks"]:
+    gain = np.array(t["mier"]) - np.array(t["mier_wr"])
+    lines.append(f"| {t['index']} ({t['task']}) | {t['standing_still']:.1f} | "
+                 f"{_mean_std(t['mier_wr'])} | {_mean_std(t['mier'])} | {_mean_std(gain)} |")
+  wr = np.array([t["mier_wr"] for t in table["tasks"]])  # [tasks, seeds]
+  mier = np.array([t["mier"] for t in table["tasks"]])
+  still = np.mean([t["standing_still"] for t in table["tasks"]])
+  lines.append(f"| **mean** | {still:.1f} | {_mean_std(wr.mean(0))} | {_mean_std(mier.mean(0))} "
+               f"| {_mean_std((mier - wr).mean(0))} |")
+  lines += ["", "| seed | env steps | identification R² | MIER-wR | MIER | tasks where MIER > MIER-wR |",
+            "| --- | --- | --- | --- | --- | --- |"]
+  for s in table["per_seed"]:
+    r2 = "–" if s["identification_r2"] is None else f"{s['identification_r2']:.3f}"
+    lines.append(f"| {s['seed']} | {s['env_steps']:,} | {r2} | {s['mier_wr']:.1f} | "
+                 f"{s['mier']:.1f} | {s['wins']} of {s['tasks']} |")
+  return "\n".join(lines) + "\n"
