@@ -5,7 +5,7 @@ concatenated with task i's context. Episodes end at the 200-step limit (a trunca
 discount stays 1) or at a real termination (discount 0); an ended episode restarts at once,
 so every task yields exactly `num_steps` transitions.
 """
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
@@ -106,6 +106,12 @@ class MultiTaskCollector:
     for env in self._envs:
       env.close()
     self._envs = []
+
+
+def in_groups(items: Sequence, size: int) -> Iterator[Sequence]:
+  """Consecutive groups of at most `size` items: the tasks one collection pass steps at once."""
+  for start in range(0, len(items), size):
+    yield items[start:start + size]
 
 
 def stack_tasks(per_task: Sequence[Transitions]) -> Transitions:

@@ -173,14 +173,13 @@ def _random_action_fn(low: np.ndarray, high: np.ndarray, seed: int):
 
 def collect_random(family, tasks, steps: int, seed: int) -> list:
   """`steps` random-action transitions for each task: a list of per-task dicts."""
-  from mier_tf.collect import MultiTaskCollector  # pylint: disable=import-outside-toplevel
+  from mier_tf.collect import MultiTaskCollector, in_groups  # pylint: disable=import-outside-toplevel
   space = family.make_env(tasks[0]).action_space
   collector = MultiTaskCollector(family, num_slots=10, seed=seed)
   action_fn = _random_action_fn(np.asarray(space.low, np.float32),
                                 np.asarray(space.high, np.float32), seed)
   data = []
-  for start in range(0, len(tasks), 10):
-    group = list(tasks[start:start + 10])
+  for group in in_groups(list(tasks), 10):
     chunk, _ = collector.collect(group, np.zeros((len(group), 1), np.float32), steps, action_fn)
     data.extend(chunk)
   collector.close()

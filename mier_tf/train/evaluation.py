@@ -9,7 +9,7 @@ from typing import Callable, Sequence, Tuple
 
 import numpy as np
 
-from mier_tf.collect import ActionFn, MultiTaskCollector, stack_tasks
+from mier_tf.collect import ActionFn, MultiTaskCollector, in_groups, stack_tasks
 
 AdaptFn = Callable[[dict], np.ndarray]
 
@@ -44,8 +44,7 @@ def evaluate_mier_wr_episodes(collector: MultiTaskCollector, tasks: Sequence,
   """
   returns, lengths, all_contexts = [], [], []
   horizon = collector.family.max_episode_steps
-  for start in range(0, len(tasks), slots):
-    group = list(tasks[start:start + slots])
+  for group in in_groups(list(tasks), slots):
     prior = np.tile(np.asarray(prior_context, np.float32)[None], (len(group), 1))
     data, _ = collector.collect(group, prior, adapt_steps, explore_fn)
     contexts = np.asarray(adapt_fn(stack_tasks(data)), np.float32)
@@ -69,8 +68,7 @@ def standing_still_returns(family, tasks: Sequence, slots: int = 10, seed: int =
   collector = MultiTaskCollector(family, slots, seed=seed)
   still = lambda observation: np.zeros((observation.shape[0], family.action_dim), np.float32)
   returns = []
-  for start in range(0, len(tasks), slots):
-    group = list(tasks[start:start + slots])
+  for group in in_groups(list(tasks), slots):
     _, episode_returns = collector.collect(group, np.zeros((len(group), 1), np.float32),
                                            family.max_episode_steps, still)
     returns.extend(r[0] for r in episode_returns)

@@ -35,7 +35,7 @@ from mier_tf import video
 from mier_tf import model as model_lib
 from mier_tf import replay
 from mier_tf.agents import sac
-from mier_tf.collect import MultiTaskCollector, flatten_tasks, stack_tasks
+from mier_tf.collect import MultiTaskCollector, flatten_tasks, in_groups, stack_tasks
 from mier_tf.train import checkpoints
 from mier_tf.train import evaluation
 from mier_tf.train import export
@@ -260,18 +260,15 @@ class MetaTrainingRun:
   def collect_initial(self) -> None:
     """Initial exploration: prior-context data from every training task."""
     all_ids = np.arange(len(self.family.train_tasks))
-    groups = [all_ids[i:i + self.collect_slots] for i in range(0, len(all_ids),
-                                                                  self.collect_slots)]
     for _ in range(self.num_initial_rounds):
-      for ids in groups:
+      for ids in in_groups(all_ids, self.collect_slots):
         self._collect_into_tables(ids, self.prior_contexts(len(ids)), self.prior_steps,
                                   ("adapt", "full"))
 
   def collect_epoch(self) -> None:
     """Algorithm 1's data step: prior context -> adapt -> adapted context, per sampled task."""
     ids = self.rng.choice(len(self.family.train_tasks), self.tasks_per_epoch, replace=False)
-    for start in range(0, len(ids), self.collect_slots):
-      group = ids[start:start + self.collect_slots]
+    for group in in_groups(ids, self.collect_slots):
       prior_data = self._collect_into_tables(
           group, self.prior_contexts(len(group)), self.prior_steps, ("adapt", "full"))
       contexts = self.adapt_contexts(stack_tasks(prior_data))
