@@ -3,6 +3,7 @@
 Nothing here imports the model or agent code: the policy and the model come back from
 `tf.saved_model.load`, so this is also how a user evaluates an export elsewhere.
 """
+import functools
 import os
 from typing import Optional, Sequence
 
@@ -52,6 +53,12 @@ def load_export(export_dir: str):
                for name in ("policy", "collect_policy", "model"))
 
 
+@functools.lru_cache(maxsize=4)
+def _loaded_export(export_dir: str):
+  """`load_export`, once per export: rendering many tasks of one export loads it once."""
+  return load_export(export_dir)
+
+
 def _adapt_fn(model):
   """Batch {key: [tasks, n, ...]} -> adapted contexts [tasks, c], by the model's signature."""
   adapt = model.signatures["adapt"]
@@ -68,7 +75,7 @@ def _adapt_fn(model):
 
 def adapted_context(export_dir: str, family, task, seed: int = 0) -> np.ndarray:
   """MIER-wR's context for a task: the export's `adapt` on one prior-context episode."""
-  _, collect_policy, model = load_export(export_dir)
+  _, collect_policy, model = _loaded_export(export_dir)
   prior = model.signatures["prior_context"]()["context"].numpy()
   collector = MultiTaskCollector(family, num_slots=1, seed=seed)
   try:
@@ -96,7 +103,7 @@ def render_export(export_dir: str, family_name: str, task_index: int, split: str
   task = tasks[task_index]
   if context is None:
     context = adapted_context(export_dir, family, task, seed)
-  policy = load_saved_model(os.path.join(export_dir, "policy"))
+  policy = _loaded_export(export_dir)[0]
   return video.rollout_frames(family, task, saved_policy_fn(policy), context,
                               steps=family.max_episode_steps, seed=seed)
 
