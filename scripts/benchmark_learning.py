@@ -2,7 +2,7 @@
 
     python scripts/benchmark_learning.py --out=docs/results/learning
 
-Writes learning.json (every row) and learning.png; see mier_tf/benchmark_learning.py for
+Writes learning.json (every row) and learning.png; see mier_tf/benchmark/learning.py for
 the stages. About 45 minutes on 2 cores with the defaults.
 """
 import json
@@ -16,6 +16,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 from mier_tf import cli
+from mier_tf.benchmark import learning as bench
 
 flags.DEFINE_list("stages", ["single_task_sac", "mier_wr_per_cpu_minute"], "Stages to run.")
 flags.DEFINE_integer("seeds", 3, "Seeds of the single-task stage.")
@@ -31,7 +32,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from mier_tf import benchmark_learning as bench  # pylint: disable=g-import-not-at-top
   logging.getLogger().setLevel(logging.INFO)
   with cli.one_line_errors():
     os.makedirs(FLAGS.out, exist_ok=True)

@@ -64,3 +64,18 @@ def test_unknown_stage_is_refused_with_the_list(tmp_path):
   assert proc.returncode == 2
   assert "invalid choice" in proc.stderr and "'collection'" in proc.stderr
   assert not (tmp_path / "x.json").exists()
+
+
+def test_learning_benchmark_script_runs_a_tiny_single_task_stage(tmp_path):
+  # One seed of one setting to a 200-step checkpoint: collection and the greedy evaluation
+  # run (the SAC updates start after 1,000 steps), then learning.json and learning.png.
+  proc = subprocess.run(
+      [sys.executable, "scripts/benchmark_learning.py", "--stages=single_task_sac",
+       "--seeds=1", "--settings=ours", "--checkpoints=200", f"--out={tmp_path}"],
+      cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(tmp_path / "learning.json") as f:
+    (row,) = json.load(f)
+  assert row["stage"] == "single_task_sac" and row["settings"] == "ours"
+  assert list(row["returns"]) == ["200"] and math.isfinite(row["returns"]["200"])
+  assert (tmp_path / "learning.png").exists()

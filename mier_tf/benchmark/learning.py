@@ -25,9 +25,13 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from mier_tf import actors
+from mier_tf import cli
 from mier_tf import envs
 from mier_tf.agents import sac
 from mier_tf.collect import MultiTaskCollector
+from mier_tf.train import job  # noqa: F401  pylint: disable=unused-import  (its gin configurables)
+from mier_tf.train import meta_train
 
 SAC_SETTINGS = {
     "ours": dict(target_entropy=-1.0, initial_log_alpha=0.0),
@@ -74,9 +78,8 @@ def single_task_sac(settings: str, seed: int, checkpoints: Sequence[int] = (10_0
                                actor_fc_layers=fc_layers, critic_fc_layers=fc_layers,
                                **SAC_SETTINGS[settings])
   learner = sac.ContextSacLearner(agent)
-  actor_net = agent.policy._actor_network  # pylint: disable=protected-access
-  explore = sac.NumpyActor(actor_net, agent.action_spec, seed=seed)
-  greedy = sac.NumpyActor(actor_net, agent.action_spec, deterministic=True)
+  explore = actors.NumpyActor.of_agent(agent, seed=seed)
+  greedy = actors.NumpyActor.of_agent(agent, deterministic=True)
   collector = MultiTaskCollector(family, 1, seed=seed)
   replay = _Ring(max(checkpoints), family.observation_dim, family.action_dim,
                  np.random.default_rng(seed))
@@ -103,8 +106,6 @@ def single_task_sac(settings: str, seed: int, checkpoints: Sequence[int] = (10_0
 def mier_wr_per_cpu_minute(schedule: str, seed: int, cpu_minutes: float,
                            gin_bindings: Sequence[str] = (), root_dir: str = None) -> dict:
   """MIER-wR on cheetah_vel_hard: returns above standing still against CPU minutes spent."""
-  from mier_tf.train import job, meta_train  # noqa: F401 pylint: disable=import-outside-toplevel
-  from mier_tf import cli  # pylint: disable=import-outside-toplevel
   gin.clear_config()
   bindings = [f"MetaTrainingRun.{k} = {v!r}" for k, v in SCHEDULES[schedule].items()]
   bindings += [f"MetaTrainingRun.seed = {seed}"] + list(gin_bindings)
