@@ -5,11 +5,12 @@ concatenated with task i's context. Episodes end at the 200-step limit (a trunca
 discount stays 1) or at a real termination (discount 0); an ended episode restarts at once,
 so every task yields exactly `num_steps` transitions.
 """
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 
-ActionFn = Callable[[np.ndarray], np.ndarray]
+from mier_tf.actors import Actor
+
 Transitions = Dict[str, np.ndarray]
 
 
@@ -51,15 +52,15 @@ class MultiTaskCollector:
       rng.bit_generator.state = s
 
   def collect(self, tasks: Sequence, contexts: np.ndarray, num_steps: int,
-              action_fn: ActionFn) -> Tuple[List[Transitions], List[List[float]]]:
+              actor: Actor) -> Tuple[List[Transitions], List[List[float]]]:
     """Collects `num_steps` transitions for each task, starting fresh episodes.
 
     Args:
       tasks: task parameters (from `family.train_tasks` or `family.test_tasks`).
       contexts: [len(tasks), context_dim] context given to the policy for each task.
       num_steps: transitions to collect per task.
-      action_fn: maps context-augmented observations [B, obs + context] to actions [B, act];
-        if it has a `refresh()` method (a `NumpyActor`), that is called first.
+      actor: maps context-augmented observations [B, obs + context] to actions [B, act];
+        its `refresh()` is called first (a `NumpyActor` reads the current weights there).
 
     Returns:
       (transitions, returns): per task a dict of arrays [num_steps, ...] with keys
@@ -68,8 +69,10 @@ class MultiTaskCollector:
     """
     if len(tasks) > self._num_slots:
       raise ValueError(f"{len(tasks)} tasks given but the collector has {self._num_slots} slots")
-    if hasattr(action_fn, "refresh"):
-      action_fn.refresh()
+    if not isinstance(actor, Actor):
+      raise TypeError(f"collect takes a mier_tf.actors.Actor; got {type(actor).__name__} "
+                      "(wrap a plain function in actors.FunctionActor)")
+    actor.refresh()
     k = len(tasks)
     contexts = np.asarray(contexts, np.float32).reshape(k, -1)
     envs = [self._env(i, task) for i, task in enumerate(tasks)]
@@ -84,7 +87,7 @@ class MultiTaskCollector:
     returns: List[List[float]] = [[] for _ in range(k)]
     running = np.zeros(k)
     for t in range(num_steps):
-      actions = np.asarray(action_fn(np.concatenate([obs, contexts], axis=1)), np.float32)
+      actions = np.asarray(actor(np.concatenate([obs, contexts], axis=1)), np.float32)
       out["observation"][:, t] = obs
       out["action"][:, t] = actions
       for i, env in enumerate(envs):
@@ -112,6 +115,12 @@ def in_groups(items: Sequence, size: int) -> Iterator[Sequence]:
   """Consecutive groups of at most `size` items: the tasks one collection pass steps at once."""
   for start in range(0, len(items), size):
     yield items[start:start + size]
+
+
+def repeat_context(context: np.ndarray, num_tasks: int) -> np.ndarray:
+  """One context [c] given to `num_tasks` tasks: [num_tasks, c] (the prior context phi)."""
+  context = np.asarray(context, np.float32).reshape(-1)
+  return np.broadcast_to(context, (num_tasks, context.shape[0])).copy()
 
 
 def stack_tasks(per_task: Sequence[Transitions]) -> Transitions:

@@ -22,6 +22,11 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from mier_tf import actors
+from mier_tf import envs
+from mier_tf.collect import MultiTaskCollector, in_groups
+from mier_tf.train.evaluation import load_saved_model
+
 IdentificationReport = collections.namedtuple(
     "IdentificationReport",
     ["r2",                  # leave-one-task-out R^2 of the task parameter from the context
@@ -149,38 +154,17 @@ def identify(model, adapt_fn: Callable[[dict], np.ndarray], adapt_batches: Seque
       nll_reward_before=reward_before, nll_reward_after=reward_after, num_tasks=num_tasks)
 
 
-def write_summaries(report: IdentificationReport, step: int) -> None:
-  """Writes the report's scalars to the default summary writer at `step` (env steps)."""
-  tf.summary.scalar("Eval/identification_r2", report.r2, step=step)
-  tf.summary.scalar("Eval/identification_spread_ratio", report.spread_ratio, step=step)
-  tf.summary.scalar("Model/nll_state_before_adapt", report.nll_state_before, step=step)
-  tf.summary.scalar("Model/nll_state_after_adapt", report.nll_state_after, step=step)
-  tf.summary.scalar("Model/nll_reward_before_adapt", report.nll_reward_before, step=step)
-  tf.summary.scalar("Model/nll_reward_after_adapt", report.nll_reward_after, step=step)
-
-
 # ------------------------------------------------------------------------------------------
 # Scoring an export (what `scripts/identify.py` runs): the SavedModel alone, random actions.
 
-def _random_action_fn(low: np.ndarray, high: np.ndarray, seed: int):
-  rng = np.random.default_rng(seed)
-
-  def action_fn(observation: np.ndarray) -> np.ndarray:
-    return rng.uniform(low, high, size=(observation.shape[0], low.shape[0])).astype(np.float32)
-
-  return action_fn
-
-
 def collect_random(family, tasks, steps: int, seed: int) -> list:
   """`steps` random-action transitions for each task: a list of per-task dicts."""
-  from mier_tf.collect import MultiTaskCollector, in_groups  # pylint: disable=import-outside-toplevel
   space = family.make_env(tasks[0]).action_space
   collector = MultiTaskCollector(family, num_slots=10, seed=seed)
-  action_fn = _random_action_fn(np.asarray(space.low, np.float32),
-                                np.asarray(space.high, np.float32), seed)
+  actor = actors.RandomActor(space.low, space.high, seed)
   data = []
   for group in in_groups(list(tasks), 10):
-    chunk, _ = collector.collect(group, np.zeros((len(group), 1), np.float32), steps, action_fn)
+    chunk, _ = collector.collect(group, np.zeros((len(group), 1), np.float32), steps, actor)
     data.extend(chunk)
   collector.close()
   return data
@@ -210,11 +194,9 @@ def score_export(export_dir: str, family_name: str, num_tasks: int = 40, steps: 
     A JSON-ready dict: r2, spread_ratio, per-task train/test rows with the parameter read
     from the context.
   """
-  from mier_tf import envs  # pylint: disable=import-outside-toplevel
   family = envs.get_task_family(family_name)
   path = export_dir if os.path.isfile(os.path.join(export_dir, "saved_model.pb")) else (
       os.path.join(export_dir, "model"))
-  from mier_tf.train.saved_eval import load_saved_model  # pylint: disable=import-outside-toplevel
   if not os.path.isfile(os.path.join(path, "saved_model.pb")):
     raise FileNotFoundError(f"no model SavedModel at {path} (expected a run's export/ dir)")
   model = load_saved_model(path)

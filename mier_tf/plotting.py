@@ -7,6 +7,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from mier_tf import tags
+
 Series = Tuple[np.ndarray, np.ndarray]
 
 
@@ -109,8 +111,8 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
   # Returns above standing still on the same tasks: 0 is doing nothing, and training and
   # test tasks (whose still returns differ by hundreds) share one scale.
   fig, ax = plt.subplots(figsize=(6, 4))
-  band(ax, [e.get("Eval/train_return_above_still") for e in evals], "training tasks (MIER-wR)")
-  band(ax, [e.get("Eval/test_return_mier_wr_above_still") for e in evals],
+  band(ax, [e.get(tags.TRAIN_RETURN_ABOVE_STILL) for e in evals], "training tasks (MIER-wR)")
+  band(ax, [e.get(tags.TEST_RETURN_MIER_WR_ABOVE_STILL) for e in evals],
        "test tasks (MIER-wR)")
   ax.axhline(0.0, color="grey", lw=0.8, ls="--", label="standing still")
   ax.set_xlabel("meta-training environment steps")
@@ -122,13 +124,13 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
   # The model: NLL with the prior and with the adapted context on one axis (the gap is
   # what identification buys), then the SAC critic and temperature.
   fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-  band(axes[0], [t.get("Model/nll_before_adapt") for t in trains], "prior context")
-  band(axes[0], [t.get("Model/nll_after_adapt") for t in trains], "adapted context")
+  band(axes[0], [t.get(tags.NLL_BEFORE_ADAPT) for t in trains], "prior context")
+  band(axes[0], [t.get(tags.NLL_AFTER_ADAPT) for t in trains], "adapted context")
   axes[0].set_title("Model NLL on the evaluation batch")
   axes[0].set_ylabel("negative log-likelihood")
   axes[0].legend()
-  for ax, tag, ylabel in ((axes[1], "SAC/critic_loss", "critic loss"),
-                          (axes[2], "SAC/alpha", "entropy temperature alpha")):
+  for ax, tag, ylabel in ((axes[1], tags.CRITIC_LOSS, "critic loss"),
+                          (axes[2], tags.ALPHA, "entropy temperature alpha")):
     band(ax, [t.get(tag) for t in trains], tag)
     ax.set_title(tag)
     ax.set_ylabel(ylabel)

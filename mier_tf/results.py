@@ -1,4 +1,10 @@
-"""Tables of MIER against MIER-wR over seeds, from runs' eval/results.json.
+"""Results files: a run's eval/results.json (read, and written atomically), and tables of
+MIER against MIER-wR over seeds made from them.
+
+eval/results.json holds the run's family, env_steps, identification score, training-task
+MIER-wR return and standing still, and per test task ("0", "1", ...) its description,
+standing still, MIER-wR return, and (once Algorithm 2 ran on it) MIER's return, curve and
+relabeling error. Meta-training writes the first part; each relabeled task adds its own.
 
 A family's runs sit in one folder, one sub-folder per seed (as `scripts/save_run.py` writes
 them, or run directories themselves). `comparison` lines them up per relabeled test task;
@@ -10,6 +16,27 @@ import os
 from typing import Dict, List
 
 import numpy as np
+
+from mier_tf import files
+
+
+def results_path(root_dir: str) -> str:
+  """A run's results file."""
+  return os.path.join(root_dir, "eval", "results.json")
+
+
+def read_results(root_dir: str) -> dict:
+  """eval/results.json, or an empty skeleton if there is none yet."""
+  path = results_path(root_dir)
+  if not os.path.exists(path):
+    return {"test_tasks": {}}
+  with open(path) as f:
+    return json.load(f)
+
+
+def write_results_file(root_dir: str, results: dict) -> None:
+  """Replaces eval/results.json whole (a kill leaves the old file or the new one)."""
+  files.atomic_write_json(results_path(root_dir), results)
 
 
 def load_runs(family_dir: str) -> Dict[str, dict]:

@@ -1,4 +1,6 @@
-"""TensorBoard event files of a run: what a resumed run keeps of them.
+"""TensorBoard: the functions that write mier_tf's summaries (their tags: `mier_tf/tags.py`),
+and what a resumed run keeps of its event files.
+
 
 A run killed after its last checkpoint has logged steps that the resumed run will train and
 log again; TensorBoard would then draw two points at those steps (or, for a purge it does
@@ -6,18 +8,69 @@ on its own, needs an event that TF2's writers cannot write). So before a resumed
 anything, `truncate_event_files` rewrites each event file of a writer's directory without
 the summaries past the checkpoint's step: what TensorBoard shows is what the checkpoint
 holds, plus what the resumed run adds.
-
-The axes: train/ logs against training steps; eval/ (evaluations, identification, Perf/*)
-against environment steps; adapt/task_<i>/ against relabeling epochs.
 """
 import glob
 import logging
 import os
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 
+from mier_tf import tags
+
 EVENT_FILE_PATTERN = "events.out.tfevents.*"
+
+# --- Writing them (into the default writer, at its default step) --------------------------
+
+def write_train_step(model_info, sac_info, env_steps) -> None:
+  """One training step: the model's meta-loss and NLLs, SAC's losses, the data so far."""
+  tf.summary.scalar(tags.META_LOSS, model_info.meta_loss)
+  tf.summary.scalar(tags.NLL_BEFORE_ADAPT, model_info.nll_before_adapt)
+  tf.summary.scalar(tags.NLL_AFTER_ADAPT, model_info.nll_after_adapt)
+  tf.summary.scalar(tags.CRITIC_LOSS, sac_info.critic_loss)
+  tf.summary.scalar(tags.ACTOR_LOSS, sac_info.actor_loss)
+  tf.summary.scalar(tags.ALPHA_LOSS, sac_info.alpha_loss)
+  tf.summary.scalar(tags.ALPHA, sac_info.alpha)
+  tf.summary.scalar(tags.ENV_STEPS, env_steps)
+
+
+def write_evaluation(returns: Dict[str, np.ndarray], still: Dict[str, np.ndarray],
+                     lengths: Dict[str, np.ndarray]) -> None:
+  """One MIER-wR evaluation: per split ("train", "test") the returns, the same above
+  standing still (0 is doing nothing), the episode lengths; one curve per test task."""
+  tf.summary.scalar(tags.TRAIN_RETURN, returns["train"].mean())
+  tf.summary.scalar(tags.TEST_RETURN_MIER_WR, returns["test"].mean())
+  tf.summary.scalar(tags.TRAIN_RETURN_ABOVE_STILL, (returns["train"] - still["train"]).mean())
+  tf.summary.scalar(tags.TEST_RETURN_MIER_WR_ABOVE_STILL, (returns["test"] - still["test"]).mean())
+  tf.summary.scalar(tags.TRAIN_EPISODE_LENGTH, lengths["train"].mean())
+  tf.summary.scalar(tags.TEST_EPISODE_LENGTH, lengths["test"].mean())
+  for i, value in enumerate(returns["test"]):
+    tf.summary.scalar(tags.test_task_return_tag(i), value)
+
+
+def write_identification(report, step: int) -> None:
+  """An `identification.IdentificationReport`: the score and the per-block NLLs."""
+  tf.summary.scalar(tags.IDENTIFICATION_R2, report.r2, step=step)
+  tf.summary.scalar(tags.IDENTIFICATION_SPREAD_RATIO, report.spread_ratio, step=step)
+  tf.summary.scalar(tags.NLL_STATE_BEFORE_ADAPT, report.nll_state_before, step=step)
+  tf.summary.scalar(tags.NLL_STATE_AFTER_ADAPT, report.nll_state_after, step=step)
+  tf.summary.scalar(tags.NLL_REWARD_BEFORE_ADAPT, report.nll_reward_before, step=step)
+  tf.summary.scalar(tags.NLL_REWARD_AFTER_ADAPT, report.nll_reward_after, step=step)
+
+
+def write_adapt_epoch(mier: float, mier_wr: float, sac_losses,
+                      relabel_error: Optional[dict]) -> None:
+  """One relabeling epoch of Algorithm 2: MIER's return, the MIER-wR level it started
+  from, SAC's losses, and the last relabeling's error against the simulator (if scored)."""
+  tf.summary.scalar(tags.TEST_RETURN_MIER, mier)
+  tf.summary.scalar(tags.ADAPT_MIER_WR_RETURN, mier_wr)
+  tf.summary.scalar(tags.CRITIC_LOSS, sac_losses.critic_loss)
+  tf.summary.scalar(tags.ACTOR_LOSS, sac_losses.actor_loss)
+  tf.summary.scalar(tags.ALPHA, sac_losses.alpha)
+  if relabel_error:
+    for key in tags.RELABEL_ERROR_KEYS:
+      tf.summary.scalar(tags.relabel_error_tag(key), relabel_error[key])
 
 
 def _records(path: str) -> Iterator[bytes]:

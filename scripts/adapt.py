@@ -55,12 +55,13 @@ def main(argv):
 
 def _write_videos(root_dir: str) -> None:
   from mier_tf import video  # pylint: disable=g-import-not-at-top
-  from mier_tf.train import meta_train, saved_eval  # pylint: disable=g-import-not-at-top
-  results = meta_train.read_results(root_dir)
+  from mier_tf import results as results_lib  # pylint: disable=g-import-not-at-top
+  from mier_tf.train import evaluation  # pylint: disable=g-import-not-at-top
+  results = results_lib.read_results(root_dir)
   indices = ([int(FLAGS.task)] if FLAGS.task != "all" else
              sorted(int(i) for i, e in results["test_tasks"].items() if "mier" in e))
   for index in indices:
-    frames, (wr, mier) = saved_eval.render_mier_vs_mier_wr(root_dir, results["family"], index)
+    frames, (wr, mier) = evaluation.render_mier_vs_mier_wr(root_dir, results["family"], index)
     path = video.write_gif(os.path.join(root_dir, "adapt", f"task_{index}",
                                         "mier_vs_mier_wr.gif"), frames)
     print(f"{path}: MIER-wR (left) {wr:.1f}, MIER (right) {mier:.1f}")  # the results on screen, read from results.json

@@ -33,15 +33,15 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from mier_tf.train import saved_eval  # pylint: disable=g-import-not-at-top
+  from mier_tf.train import evaluation  # pylint: disable=g-import-not-at-top
   with cli.one_line_errors():
     export_dir, family = cli.export_and_family(FLAGS.root_dir, FLAGS.export_dir, FLAGS.family)
-    report = saved_eval.evaluate_export(export_dir, family, FLAGS.split, FLAGS.tasks,
+    report = evaluation.evaluate_export(export_dir, family, FLAGS.split, FLAGS.tasks,
                                         FLAGS.seed, FLAGS.num_episodes)
     if FLAGS.video_dir:
       from mier_tf import video  # pylint: disable=g-import-not-at-top
       for entry in report["tasks"]:
-        frames, episode_return = saved_eval.render_export(
+        frames, episode_return = evaluation.render_export(
             export_dir, family, entry["index"], FLAGS.split, seed=FLAGS.seed)
         entry["video"] = video.write_gif(os.path.join(
             FLAGS.video_dir, f"{FLAGS.split}_task_{entry['index']}.gif"), frames)

@@ -33,7 +33,7 @@ WINDOWS = {
                          "update_checkpoint_state_internal", "before"),
     "export_model": ("mier_tf.train.export", "export_model", "before"),
     "relabeling": ("mier_tf.train.adapt_ood", "adapt_ood", "before"),
-    "results": ("mier_tf.train.meta_train", "write_results_file", "before"),
+    "results": ("mier_tf.results", "write_results_file", "before"),
 }
 
 

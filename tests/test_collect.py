@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from mier_tf import actors
 from mier_tf import envs
 from mier_tf.collect import MultiTaskCollector
 
@@ -11,7 +12,7 @@ def _linear_policy(obs_dim, act_dim, seed=0):
   w = np.random.default_rng(seed).normal(size=(obs_dim, act_dim)).astype(np.float32) * 0.3
   # Row by row: a batched matmul may round differently from a [1, d] one, and the ant's
   # dynamics amplify one ulp into visible differences within a few hundred steps.
-  return lambda x: np.stack([np.tanh(row @ w) for row in x])
+  return actors.FunctionActor(lambda x: np.stack([np.tanh(row @ w) for row in x]))
 
 
 def _single_env_collect(family, task, context, num_steps, action_fn, seed, slot):
@@ -59,7 +60,8 @@ def test_ant_terminations_are_recorded_with_discount_zero_and_the_episode_restar
   family = envs.get_task_family("ant_negjoints")
   collector = MultiTaskCollector(family, num_slots=2, seed=0)
   rng = np.random.default_rng(0)  # full-torque random signs make the ant jump out of range
-  bang = lambda x: rng.choice([-1.0, 1.0], (x.shape[0], family.action_dim)).astype(np.float32)
+  bang = actors.FunctionActor(
+      lambda x: rng.choice([-1.0, 1.0], (x.shape[0], family.action_dim)).astype(np.float32))
   data, returns = collector.collect(list(family.train_tasks[:2]), np.zeros((2, 5)), 400, bang)
   discounts = np.concatenate([d["discount"] for d in data])
   assert discounts.min() == 0.0, "no termination in 400 steps of bang-bang actions"
@@ -80,7 +82,7 @@ def test_contexts_reach_the_policy_row_by_row():
 
   contexts = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
   MultiTaskCollector(family, num_slots=2).collect(list(family.train_tasks[:2]), contexts, 5,
-                                                  action_fn)
+                                                  actors.FunctionActor(action_fn))
   assert len(seen) == 5
   for x in seen:
     np.testing.assert_array_equal(x[:, family.observation_dim:], contexts)
@@ -90,4 +92,4 @@ def test_too_many_tasks_for_the_slots_is_an_error():
   family = envs.get_task_family("cheetah_vel_hard")
   with pytest.raises(ValueError, match="slots"):
     MultiTaskCollector(family, num_slots=1).collect(list(family.train_tasks[:2]),
-                                                    np.zeros((2, 5)), 1, lambda x: x)
+                                                    np.zeros((2, 5)), 1, actors.ZeroActor(6))

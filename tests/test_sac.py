@@ -1,8 +1,9 @@
-"""Context-augmented SAC: specs, context tagging, one compiled update, action functions."""
+"""Context-augmented SAC: specs, context tagging, one compiled update, mixed precision."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from mier_tf import actors
 from mier_tf.agents import sac
 
 OBS, ACT, CTX = 3, 2, 4
@@ -86,47 +87,6 @@ def test_sac_update_lowers_the_critic_loss_on_a_fixed_batch():
   assert last < 0.2 * first
 
 
-def test_action_functions(agent):
-  obs = np.random.default_rng(2).normal(size=(7, OBS + CTX)).astype(np.float32)
-  greedy = sac.policy_action_fn(agent.policy, deterministic=True)
-  a1, a2 = greedy(obs), greedy(obs)
-  assert a1.shape == (7, ACT)
-  np.testing.assert_array_equal(a1, a2)
-  explore = sac.policy_action_fn(agent.collect_policy, seed=3)
-  b1, b2 = explore(obs), explore(obs)
-  assert np.all(np.abs(b1) <= 1.0)
-  assert not np.allclose(b1, b2)
-  again = sac.policy_action_fn(agent.collect_policy, seed=3)
-  np.testing.assert_allclose(again(obs), b1, rtol=1e-6)
-
-
-def test_numpy_actor_is_the_tf_policy(agent):
-  """The collection actor computes the same network and distribution as the TF policy."""
-  actor_net = agent.policy._actor_network  # pylint: disable=protected-access
-  rng = np.random.default_rng(4)
-  for v in actor_net.trainable_variables:  # move off the initial weights
-    v.assign(v + rng.normal(scale=0.3, size=v.shape).astype(np.float32))
-  obs = rng.normal(size=(6, OBS + CTX)).astype(np.float32)
-  greedy = sac.NumpyActor(actor_net, agent.action_spec, deterministic=True)
-  np.testing.assert_allclose(greedy(obs), sac.policy_action_fn(agent.policy, True)(obs),
-                             atol=1e-5)
-  # Stochastic: a * tanh(mean + std * eps) with the TF network's mean and std, eps from the
-  # actor's seeded generator.
-  distribution, _ = actor_net(tf.constant(obs), step_type=(), network_state=())
-  normal = distribution._distribution  # the Gaussian before the tanh squash  pylint: disable=protected-access
-  eps = np.random.default_rng(11).standard_normal((6, ACT), np.float32)
-  expected = np.tanh(normal.mean().numpy() + normal.stddev().numpy() * eps)
-  explore = sac.NumpyActor(actor_net, agent.action_spec, seed=11)
-  np.testing.assert_allclose(explore(obs), expected, atol=1e-5)
-  # refresh() picks up new weights
-  actor_net.trainable_variables[-1].assign_add(tf.ones_like(actor_net.trainable_variables[-1]))
-  before = greedy(obs)
-  greedy.refresh()
-  assert not np.allclose(before, greedy(obs))
-  np.testing.assert_allclose(greedy(obs), sac.policy_action_fn(agent.policy, True)(obs),
-                             atol=1e-5)
-
-
 def test_mixed_precision_hidden_layers_in_bfloat16_outputs_in_float32():
   agent = sac.create_sac_agent(OBS, ACT, CTX, actor_fc_layers=(32,), critic_fc_layers=(32,),
                                critic_learning_rate=1e-2, mixed_precision=True)
@@ -151,7 +111,7 @@ def test_mixed_precision_hidden_layers_in_bfloat16_outputs_in_float32():
   kernels = [v.numpy() for v in nets["critic"].trainable_variables]
   h = np.maximum(np.concatenate([obs, act], 1) @ kernels[0] + kernels[1], 0)
   np.testing.assert_allclose(q.numpy(), (h @ kernels[2] + kernels[3])[:, 0], atol=0.05)
-  actions = sac.policy_action_fn(agent.policy, deterministic=True)(obs)
+  actions = actors.CompiledActor(agent.policy, deterministic=True)(obs)
   assert actions.dtype == np.float32 and np.all(np.abs(actions) <= 1.0)
   # It learns: the critic loss on a fixed batch falls as in float32.
   learner = sac.ContextSacLearner(agent)

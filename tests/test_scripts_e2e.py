@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mier_tf import plotting
+from mier_tf import tags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -92,6 +93,10 @@ def test_event_files_hold_the_design_tags(run_dir):
     assert len(evals[tag][0]) == 2, tag  # at each evaluation, against environment steps
     np.testing.assert_array_equal(evals[tag][0], evals["Eval/train_return"][0])
     assert np.all(np.isfinite(evals[tag][1])), tag
+  # Every scalar written is named in mier_tf/tags.py, the one home of the tag names.
+  named = {v for k, v in vars(tags).items() if k.isupper() and isinstance(v, str)}
+  named |= {tags.test_task_return_tag(i) for i in range(30)}
+  assert set(train) | set(evals) <= named, sorted((set(train) | set(evals)) - named)
   # One process, one event file per writer (and one in ROOT, the hyperparameters).
   for writer in ("train", "eval", "."):
     files = [n for n in os.listdir(os.path.join(run_dir, writer))
@@ -236,6 +241,9 @@ def test_adapt_then_plot(run_dir, tmp_path):
   assert error["next_state_rmse"] < 1e-3  # cheetah_vel_hard relabels rewards only
   for key in ("reward_mae", "reward_bias", "reward_corr", "next_state_rmse"):
     assert len(scalars[f"Relabel/{key}"][0]) == 2, key
+  named = {v for k, v in vars(tags).items() if k.isupper() and isinstance(v, str)}
+  named |= {tags.relabel_error_tag(key) for key in tags.RELABEL_ERROR_KEYS}
+  assert set(scalars) <= named, sorted(set(scalars) - named)
   proc = _run(["scripts/plot.py", f"--root_dir={run_dir}"])
   for name in ("learning_curves.png", "training_losses.png", "mier_vs_mier_wr.png"):
     path = os.path.join(run_dir, "plots", name)

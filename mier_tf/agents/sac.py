@@ -8,7 +8,6 @@ import collections
 from typing import Sequence
 
 import gin
-import numpy as np
 import tensorflow as tf
 from tf_agents.agents.sac import sac_agent
 from tf_agents.agents.sac import tanh_normal_projection_network
@@ -245,82 +244,3 @@ class ContextSacLearner:
         flat(batch["reward"]),
         tag_with_context(batch["next_observation"], contexts),
         flat(batch["discount"]))
-
-
-def policy_action_fn(policy, deterministic: bool = False, seed: int = 0):
-  """A compiled function mapping context-augmented observations [B, d+c] to actions [B, a].
-
-  Args:
-    policy: the agent's policy (its actor network is used directly: one call per batch).
-    deterministic: return the mode (tanh of the mean) instead of a sample.
-    seed: seed of the sampling generator.
-  """
-  actor_net = policy._actor_network  # pylint: disable=protected-access
-  generator = tf.random.Generator.from_seed(seed)
-
-  @tf.function
-  def action_fn(observation):
-    distribution, _ = actor_net(observation, step_type=(), network_state=(), training=False)
-    if deterministic:
-      return distribution.mode()
-    return distribution.sample(seed=tf.cast(generator.make_seeds(1)[:, 0], tf.int32))
-
-  def call(observation: np.ndarray) -> np.ndarray:
-    return action_fn(tf.convert_to_tensor(observation, tf.float32)).numpy()
-
-  call.generator = generator
-  return call
-
-
-class NumpyActor:
-  """The SAC actor evaluated in numpy, for stepping environments.
-
-  Collection calls the policy once per environment step on a batch of a few rows; there a
-  TensorFlow call costs more than the network itself (about 1.5 ms against 0.1 ms here), and
-  it halves the collection rate of HalfCheetah. This evaluates the same network (ReLU hidden
-  layers, then TF-Agents' TanhNormalProjectionNetwork: mean and log-std, action =
-  a * tanh(x) + b for the action spec's bounds) from weights read at each `refresh()`;
-  `MultiTaskCollector` refreshes it at the start of every collection. Training stays in TF.
-
-  Args:
-    actor_network: the agent's `ActorDistributionNetwork` (flat observation, ReLU layers,
-      `TanhNormalProjectionNetwork`), as built by `create_sac_agent`.
-    action_spec: the agent's bounded action spec.
-    deterministic: return a * tanh(mean) + b (the policy's mode) instead of a sample.
-    seed: seed of the exploration noise.
-  """
-
-  def __init__(self, actor_network, action_spec, deterministic: bool = False, seed: int = 0):
-    self._network = actor_network
-    low = np.asarray(action_spec.minimum, np.float32)
-    high = np.asarray(action_spec.maximum, np.float32)
-    self._scale, self._shift = (high - low) / 2.0, (high + low) / 2.0
-    self.deterministic = deterministic
-    self.rng = np.random.default_rng(seed)
-    self._layers = []
-    self.refresh()
-
-  def refresh(self) -> None:
-    """Reads the network's current weights."""
-    weights = [v.numpy() for v in self._network.trainable_variables]
-    if len(weights) % 2:
-      raise ValueError("NumpyActor expects Dense layers (kernel, bias) only")
-    self._layers = list(zip(weights[0::2], weights[1::2]))
-
-  def __call__(self, observation: np.ndarray) -> np.ndarray:
-    h = np.asarray(observation, np.float32)
-    for kernel, bias in self._layers[:-1]:
-      h = np.maximum(h @ kernel + bias, 0.0)
-    kernel, bias = self._layers[-1]
-    mean, log_std = np.split(h @ kernel + bias, 2, axis=-1)
-    if self.deterministic:
-      x = mean
-    else:
-      x = mean + np.exp(log_std) * self.rng.standard_normal(mean.shape, np.float32)
-    return (self._scale * np.tanh(x) + self._shift).astype(np.float32)
-
-  def get_state(self) -> dict:
-    return self.rng.bit_generator.state
-
-  def set_state(self, state: dict) -> None:
-    self.rng.bit_generator.state = state

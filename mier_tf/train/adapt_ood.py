@@ -23,7 +23,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mier_tf import model as model_lib
 from mier_tf import relabel
+from mier_tf import results as results_lib
 from mier_tf import summaries
+from mier_tf import tags
 from mier_tf.collect import flatten_tasks
 from mier_tf.train import checkpoints
 from mier_tf.train import export
@@ -106,10 +108,10 @@ def export_adapted(run, adapted_model, context: tf.Tensor, export_dir: str) -> N
 def record_result(run, root_dir: str, task_index: int, result: dict) -> None:
   """Adds the task's returns to eval/results.json."""
   task = run.family.test_tasks[task_index]
-  results = meta_train_lib.read_results(root_dir)
+  results = results_lib.read_results(root_dir)
   entry = results.setdefault("test_tasks", {}).setdefault(str(task_index), {})
   entry.update(task=run.family.describe_task(task), **result)
-  meta_train_lib.write_results_file(root_dir, results)
+  results_lib.write_results_file(root_dir, results)
   logging.info("Test task %d (%s): MIER-wR %.1f, MIER %.1f", task_index,
                run.family.describe_task(task), result["mier_wr"], result["mier"])
 
@@ -187,8 +189,9 @@ def adapt_ood(
   with writer.as_default(step=0):
     # Adapt/*: tags of their own, so that TensorBoard does not draw them on one chart with
     # eval/'s tags of the same name against environment steps.
-    tf.summary.scalar("Adapt/nll_meta_adapted", run.model.nll(one_task, context_wr[None]))
-    tf.summary.scalar("Adapt/nll_ood_adapted", adapted_model.nll(one_task, context[None]))
+    tf.summary.scalar(tags.ADAPT_NLL_META_ADAPTED,
+                      run.model.nll(one_task, context_wr[None]))
+    tf.summary.scalar(tags.ADAPT_NLL_OOD_ADAPTED, adapted_model.nll(one_task, context[None]))
 
   # Policy training on relabeled experience; each relabeling is scored against the
   # simulator where it can step from an observation (cheetah, ant: it is the state).
@@ -212,14 +215,8 @@ def adapt_ood(
         bar.update(1)
       curve.append(evaluate(run, task, context.numpy()))
       with writer.as_default(step=epoch + 1):
-        tf.summary.scalar("Eval/test_return_mier", curve[-1])
-        tf.summary.scalar("Adapt/mier_wr_return", mier_wr)  # the level MIER starts from
-        tf.summary.scalar("SAC/critic_loss", losses.critic_loss)
-        tf.summary.scalar("SAC/actor_loss", losses.actor_loss)
-        tf.summary.scalar("SAC/alpha", losses.alpha)
-        if errors:  # the last relabeling's
-          for key in ("reward_mae", "reward_bias", "reward_corr", "next_state_rmse"):
-            tf.summary.scalar(f"Relabel/{key}", errors[-1][key])
+        summaries.write_adapt_epoch(curve[-1], mier_wr, losses,
+                                    errors[-1] if errors else None)
       bar.set_postfix(mier=f"{curve[-1]:.1f}", mier_wr=f"{mier_wr:.1f}")
   writer.flush()
   scoring_env.close()
@@ -248,6 +245,6 @@ def adapt_all_test_tasks(root_dir: str, task_indices: Optional[Sequence[int]] = 
   indices = (list(range(len(run.family.test_tasks))) if task_indices is None
              else list(task_indices))
   if skip_done:
-    done = meta_train_lib.read_results(root_dir)["test_tasks"]
+    done = results_lib.read_results(root_dir)["test_tasks"]
     indices = [i for i in indices if "mier" not in done.get(str(i), {})]
   return [adapt_ood(root_dir, i, run=run) for i in indices]

@@ -5,12 +5,13 @@ import os
 import gin
 import tensorflow as tf
 
+from mier_tf import results as results_lib
 from mier_tf import summaries
+from mier_tf import tags
 from mier_tf.train import adapt_ood
 from mier_tf.train import meta_train as meta_train_lib
 from mier_tf.train import run_dir
 
-CONFIG_TAG = "Config/operative_gin"
 
 def write_operative_config(root_dir: str) -> str:
   """Saves the gin config actually used to ROOT/operative_config.gin; returns its text."""
@@ -38,11 +39,11 @@ def show_config(run, config: str) -> None:
   """The config in TensorBoard, once per run directory: as text (train/, step 0) and as
   hyperparameters (HParams tab, written in ROOT)."""
   summaries.write_hparams(run.root_dir, hparams_from_gin())
-  if summaries.has_tag(os.path.join(run.root_dir, "train"), CONFIG_TAG):
+  if summaries.has_tag(os.path.join(run.root_dir, "train"), tags.CONFIG):
     return  # a resumed run: its config is the same (run_config.gin) and already shown
   with run.train_writer.as_default(step=0):
     lines = [f"    {line}" for line in config.splitlines()]  # markdown code block
-    tf.summary.text(CONFIG_TAG, "\n".join(lines))
+    tf.summary.text(tags.CONFIG, "\n".join(lines))
   run.train_writer.flush()
 
 
@@ -76,7 +77,7 @@ def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> str:
       show_config(run, write_operative_config(run.root_dir))
 
     run = meta_train_lib.meta_train(root_dir, on_start=on_start)
-    done = meta_train_lib.read_results(root_dir)["test_tasks"]
+    done = results_lib.read_results(root_dir)["test_tasks"]
     if run.epochs_run or not any("mier_wr" in entry for entry in done.values()):
       meta_train_lib.write_results(run)
     if adapt_test_tasks:
@@ -90,7 +91,7 @@ def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> str:
 
 def summary(root_dir: str, max_tasks: int = 12) -> str:
   """A short text of what the run produced, from eval/results.json (for the scripts' end)."""
-  results = meta_train_lib.read_results(root_dir)
+  results = results_lib.read_results(root_dir)
   tasks = results.get("test_tasks", {})
   lines = [f"Results of {root_dir} ({results.get('family', '?')}, "
            f"{results.get('env_steps', 0):,} meta-training env steps):"]

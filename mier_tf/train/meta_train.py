@@ -16,7 +16,6 @@ Everything that a resumed run needs (model, optimisers, agent, counters, replay 
 random state) is checkpointed every `checkpoint_interval` epochs; re-running on the same
 root_dir continues from the last checkpoint.
 """
-import json
 import logging
 import os
 import time
@@ -31,11 +30,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from mier_tf import envs
 from mier_tf import identification
 from mier_tf import summaries
+from mier_tf import tags
 from mier_tf import video
-from mier_tf import model as model_lib
-from mier_tf import replay
-from mier_tf.agents import sac
-from mier_tf.collect import MultiTaskCollector, flatten_tasks, in_groups, stack_tasks
+from mier_tf import results as results_lib
+from mier_tf.collect import flatten_tasks, in_groups, repeat_context, stack_tasks
+from mier_tf.train import builder
 from mier_tf.train import checkpoints
 from mier_tf.train import evaluation
 from mier_tf.train import export
@@ -86,6 +85,8 @@ class MetaTrainingRun:
     summary_interval: training steps between scalar summaries.
     eval_video_steps: at each evaluation, render this many steps of test task 0's MIER-wR
       episode to an animated GIF in TensorBoard's Images tab (0: none).
+    make_parts: makes the run's model, inner loop, agent, replay tables, collector and
+      actors (`mier_tf/train/builder.py`), called after seeding.
   """
 
   def __init__(
@@ -115,6 +116,7 @@ class MetaTrainingRun:
       identification_tasks: int = 100,
       summary_interval: int = 100,
       eval_video_steps: int = 0,
+      make_parts: Callable[..., builder.RunParts] = builder.make_run_parts,
   ):
     for name, value, minimum in (
         ("seed", seed, 0), ("num_initial_rounds", num_initial_rounds, 0),
@@ -148,7 +150,6 @@ class MetaTrainingRun:
       raise ValueError("MetaTrainingRun.sac_updates_per_step > 1 needs sac_rows_per_task "
                        "(the evaluation batch serves one update only).")
     self.sac_updates_per_step, self.sac_rows_per_task = sac_updates_per_step, sac_rows_per_task
-    self.inner = model_lib.InnerLoop()  # its settings: bind InnerLoop.* (base.gin)
     self.collect_slots = collect_slots
     self.normalizer_rows = normalizer_rows
     # Spread over the task parameter (its first feature), so that the evaluated tasks span
@@ -166,21 +167,16 @@ class MetaTrainingRun:
     obs_dim, act_dim = self.family.observation_dim, self.family.action_dim
     self.fingerprint = dict(family=self.family.name, observation_dim=obs_dim,
                             action_dim=act_dim, context_dim=context_dim)
-    self.model = model_lib.ContextualDynamicsModel(obs_dim, act_dim, context_dim=context_dim)
-    self.model_trainer = model_lib.MetaTrainer(self.model, self.inner)
+    parts = make_parts(self.family, context_dim=context_dim, seed=seed,
+                       collect_slots=collect_slots)
+    self.model, self.inner, self.model_trainer = parts.model, parts.inner, parts.model_trainer
+    self.agent, self.learner = parts.agent, parts.learner
+    self.tables, self.collector = parts.tables, parts.collector
+    self.explore_fn, self.greedy_fn = parts.explore_actor, parts.greedy_actor
     self._adapt_fn = tf.function(  # compiled once per batch shape (~2.5x faster than eager)
         lambda batch: self.inner.adapt(self.model, batch),
         reduce_retracing=True)
-    self.agent = sac.create_sac_agent(obs_dim, act_dim, context_dim, seed=seed)
-    self.learner = sac.ContextSacLearner(self.agent)
     self._train_step_fn = tf.function(self._train_step_graph)
-    self.tables = replay.make_task_tables(
-        num_tasks=len(self.family.train_tasks), observation_dim=obs_dim, action_dim=act_dim,
-        seed=seed)
-    self.collector = MultiTaskCollector(self.family, collect_slots, seed=seed)
-    actor_net = self.agent.policy._actor_network  # pylint: disable=protected-access
-    self.explore_fn = sac.NumpyActor(actor_net, self.agent.action_spec, seed=seed)
-    self.greedy_fn = sac.NumpyActor(actor_net, self.agent.action_spec, deterministic=True)
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
     self.train_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")
@@ -242,7 +238,7 @@ class MetaTrainingRun:
 
   def prior_contexts(self, n: int) -> np.ndarray:
     """The prior context phi, once per task: [n, c]."""
-    return np.tile(self.model.context.numpy()[None], (n, 1))
+    return repeat_context(self.model.context.numpy(), n)
 
   def adapt_contexts(self, batch: Dict[str, np.ndarray]) -> np.ndarray:
     """The inner loop's contexts [tasks, c] for a batch [tasks, n, ...] (compiled)."""
@@ -325,18 +321,11 @@ class MetaTrainingRun:
         progress.update(1)
     elapsed = time.perf_counter() - start
     with self.eval_writer.as_default(step=int(self.env_steps.numpy())):
-      tf.summary.scalar("Perf/train_steps_per_sec", self.train_steps_per_epoch / elapsed)
+      tf.summary.scalar(tags.TRAIN_STEPS_PER_SEC, self.train_steps_per_epoch / elapsed)
 
   def _write_train_summaries(self, step, model_info, sac_info) -> None:
     with self.train_writer.as_default(step=step):
-      tf.summary.scalar("Model/meta_loss", model_info.meta_loss)
-      tf.summary.scalar("Model/nll_before_adapt", model_info.nll_before_adapt)
-      tf.summary.scalar("Model/nll_after_adapt", model_info.nll_after_adapt)
-      tf.summary.scalar("SAC/critic_loss", sac_info.critic_loss)
-      tf.summary.scalar("SAC/actor_loss", sac_info.actor_loss)
-      tf.summary.scalar("SAC/alpha_loss", sac_info.alpha_loss)
-      tf.summary.scalar("SAC/alpha", sac_info.alpha)
-      tf.summary.scalar("Progress/env_steps", self.env_steps)
+      summaries.write_train_step(model_info, sac_info, self.env_steps)
 
   # --- Evaluation -------------------------------------------------------------------------
 
@@ -362,19 +351,8 @@ class MetaTrainingRun:
     report = self.identify()
     step = int(self.env_steps.numpy())
     with self.eval_writer.as_default(step=step):
-      tf.summary.scalar("Eval/train_return", results["train"].mean())
-      tf.summary.scalar("Eval/test_return_mier_wr", results["test"].mean())
-      # Above the return of standing still on the same tasks: 0 is doing nothing.
-      still = self.standing_still()
-      tf.summary.scalar("Eval/train_return_above_still",
-                        (results["train"] - still["train"]).mean())
-      tf.summary.scalar("Eval/test_return_mier_wr_above_still",
-                        (results["test"] - still["test"]).mean())
-      tf.summary.scalar("Eval/train_episode_length", lengths["train"].mean())
-      tf.summary.scalar("Eval/test_episode_length", lengths["test"].mean())
-      for i, value in enumerate(results["test"]):  # one curve per test task
-        tf.summary.scalar(f"Eval_test_task/return_{i:02d}", value)
-      identification.write_summaries(report, step)
+      summaries.write_evaluation(results, self.standing_still(), lengths)
+      summaries.write_identification(report, step)
       if self.eval_video_steps:
         self._rollout_video(contexts["test"][0], step)
     self.last_returns = {"train": float(results["train"].mean()),
@@ -395,7 +373,7 @@ class MetaTrainingRun:
                       "MetaTrainingRun.eval_video_steps = 0.", type(e).__name__, e)
       self.eval_video_steps = 0
       return
-    video.gif_summary("Eval/test_task_00_rollout", frames, step, description=(
+    video.gif_summary(tags.TEST_TASK_00_ROLLOUT, frames, step, description=(
         f"MIER-wR on test task 0 ({self.family.describe_task(task)}), first "
         f"{self.eval_video_steps} steps"))
 
@@ -534,28 +512,11 @@ def _budget_spent(run: MetaTrainingRun, max_env_steps: Optional[int]) -> bool:
   return max_env_steps is not None and int(run.env_steps.numpy()) >= max_env_steps
 
 
-def results_path(root_dir: str) -> str:
-  return os.path.join(root_dir, "eval", "results.json")
-
-
-def read_results(root_dir: str) -> dict:
-  """eval/results.json, or an empty skeleton if there is none yet."""
-  path = results_path(root_dir)
-  if not os.path.exists(path):
-    return {"test_tasks": {}}
-  with open(path) as f:
-    return json.load(f)
-
-
-def write_results_file(root_dir: str, results: dict) -> None:
-  run_dir.atomic_write_json(results_path(root_dir), results)
-
-
 def write_results(run: MetaTrainingRun) -> dict:
   """Writes the MIER-wR return of every test task to eval/results.json."""
   if run.last_results is None:
     run.evaluate()
-  results = read_results(run.root_dir)
+  results = results_lib.read_results(run.root_dir)
   results.update(family=run.family.name, env_steps=int(run.env_steps.numpy()),
                  train_return_mier_wr=float(run.last_results["train"].mean()))
   if run.last_identification is not None:
@@ -567,11 +528,11 @@ def write_results(run: MetaTrainingRun) -> dict:
     entry = results["test_tasks"].setdefault(str(i), {})
     entry.update(task=run.family.describe_task(run.family.test_tasks[i]), mier_wr=float(value),
                  standing_still=float(still["test"][i]))
-  write_results_file(run.root_dir, results)
+  results_lib.write_results_file(run.root_dir, results)
   return results
 
 
 def _log_env_rate(run: MetaTrainingRun, steps: int, seconds: float) -> None:
   if steps and seconds > 0:
     with run.eval_writer.as_default(step=int(run.env_steps.numpy())):
-      tf.summary.scalar("Perf/env_steps_per_sec", steps / seconds)
+      tf.summary.scalar(tags.ENV_STEPS_PER_SEC, steps / seconds)
