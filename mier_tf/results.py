@@ -13,7 +13,7 @@ them, or run directories themselves). `comparison` lines them up per relabeled t
 import glob
 import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -50,13 +50,27 @@ def load_runs(family_dir: str) -> Dict[str, dict]:
   return runs
 
 
-def comparison(runs: Dict[str, dict]) -> dict:
-  """Per relabeled test task and per seed: standing still, MIER-wR, MIER.
+def load_references(family_dir: str) -> Dict[int, dict]:
+  """test task index -> its references (FAMILY_DIR/references/task_<i>.json, written by
+  `scripts/references.py`); empty if there are none."""
+  refs = {}
+  for path in glob.glob(os.path.join(family_dir, "references", "task_*.json")):
+    entry = files.read_json(path)
+    refs[int(entry["index"])] = entry
+  return refs
+
+
+def comparison(runs: Dict[str, dict], references: Optional[Dict[int, dict]] = None) -> dict:
+  """Per relabeled test task and per seed: standing still, MIER-wR, MIER (and the oracles).
 
   Returns {"tasks": [{"index", "task", "standing_still", "mier_wr": [per seed],
-  "mier": [per seed]}], "seeds": [...], "per_seed": [{"seed", "mier_wr", "mier", "wins",
-  "tasks", "identification_r2", "env_steps"}]}; a task counts only if every seed relabeled it.
+  "mier": [per seed], "oracle_same_data", "oracle_long", "oracle_long_steps"}], "seeds": [...],
+  "per_seed": [{"seed", "mier_wr", "mier", "wins", "tasks", "identification_r2",
+  "env_steps"}]}; a task counts only if every seed relabeled it. The oracle entries are the
+  greedy return of SAC from scratch given MIER's data, and at its last checkpoint of the long
+  run (None where `references` has none).
   """
+  references = references or {}
   seeds = sorted(runs)
   common = set.intersection(*({i for i, e in r["test_tasks"].items() if "mier" in e}
                               for r in runs.values()))
@@ -68,6 +82,12 @@ def comparison(runs: Dict[str, dict]) -> dict:
                   "standing_still": float(np.mean([e["standing_still"] for e in entries])),
                   "mier_wr": [e["mier_wr"] for e in entries],
                   "mier": [e["mier"] for e in entries]})
+    ref = references.get(int(i), {})
+    tasks[-1]["oracle_same_data"] = ref.get("oracle_same_data", {}).get("greedy_return")
+    returns = ref.get("oracle_long", {}).get("returns", {})
+    last = max(returns, key=int) if returns else None
+    tasks[-1]["oracle_long"] = returns[last] if last else None
+    tasks[-1]["oracle_long_steps"] = int(last) if last else None
   per_seed = []
   for k, seed in enumerate(seeds):
     wr = np.array([t["mier_wr"][k] for t in tasks])
@@ -85,19 +105,47 @@ def _mean_std(values: List[float]) -> str:
       f"{values.mean():.1f} ± {values.std():.1f}"
 
 
+def _oracle_cells(tasks: List[dict]) -> tuple:
+  """Column headers and per-task cells of the oracles present in any task."""
+  headers, columns = [], []
+  if any(t.get("oracle_same_data") is not None for t in tasks):
+    headers.append("oracle, MIER's data")
+    columns.append([t.get("oracle_same_data") for t in tasks])
+  steps = {t.get("oracle_long_steps") for t in tasks} - {None}
+  if steps:
+    headers.append("oracle, " + "/".join(f"{s // 1000}k" if s % 1000 == 0 else f"{s:,}"
+                                         for s in sorted(steps)) + " steps")
+    columns.append([t.get("oracle_long") for t in tasks])
+  return headers, columns
+
+
 def markdown(table: dict) -> str:
-  """The per-task table (mean ± std over seeds) and the per-seed summary, in markdown."""
-  lines = ["| test task | standing still | MIER-wR | MIER | MIER − MIER-wR |",
-           "| --- | --- | --- | --- | --- |"]
-  for t in table["tasks"]:
+  """The per-task table (mean ± std over seeds) and the per-seed summary, in markdown.
+
+  Oracle columns appear when references were given; a task without one shows "–", and the
+  mean row then averages the oracle over the tasks that have it (k of n).
+  """
+  tasks = table["tasks"]
+  headers, columns = _oracle_cells(tasks)
+  lines = ["| test task | standing still | MIER-wR | MIER | MIER − MIER-wR |"
+           + "".join(f" {h} |" for h in headers),
+           "| --- | --- | --- | --- | --- |" + " --- |" * len(headers)]
+  for k, t in enumerate(tasks):
     gain = np.array(t["mier"]) - np.array(t["mier_wr"])
+    oracles = "".join(" – |" if c[k] is None else f" {c[k]:.1f} |" for c in columns)
     lines.append(f"| {t['index']} ({t['task']}) | {t['standing_still']:.1f} | "
-                 f"{_mean_std(t['mier_wr'])} | {_mean_std(t['mier'])} | {_mean_std(gain)} |")
-  wr = np.array([t["mier_wr"] for t in table["tasks"]])  # [tasks, seeds]
-  mier = np.array([t["mier"] for t in table["tasks"]])
-  still = np.mean([t["standing_still"] for t in table["tasks"]])
+                 f"{_mean_std(t['mier_wr'])} | {_mean_std(t['mier'])} | {_mean_std(gain)} |"
+                 + oracles)
+  wr = np.array([t["mier_wr"] for t in tasks])  # [tasks, seeds]
+  mier = np.array([t["mier"] for t in tasks])
+  still = np.mean([t["standing_still"] for t in tasks])
+  oracle_means = ""
+  for column in columns:
+    present = [v for v in column if v is not None]
+    note = "" if len(present) == len(column) else f" ({len(present)} of {len(column)})"
+    oracle_means += f" {np.mean(present):.1f}{note} |"
   lines.append(f"| **mean** | {still:.1f} | {_mean_std(wr.mean(0))} | {_mean_std(mier.mean(0))} "
-               f"| {_mean_std((mier - wr).mean(0))} |")
+               f"| {_mean_std((mier - wr).mean(0))} |" + oracle_means)
   lines += ["", "| seed | env steps | identification R² | MIER-wR | MIER | tasks where MIER > MIER-wR |",
             "| --- | --- | --- | --- | --- | --- |"]
   for s in table["per_seed"]:

@@ -2,8 +2,8 @@
 
     python scripts/results_table.py --family_dir=docs/results/cheetah_vel_hard_cpu [--json=out.json]
 
-Per relabeled test task: standing still, MIER-wR and MIER as mean ± std over seeds, and the
-gain; then per seed: identification R², the means and on how many tasks MIER won. The
+Per relabeled test task: standing still, MIER-wR and MIER as mean ± std over seeds, the
+gain, and the oracles where `scripts/references.py` has computed them; then per seed: identification R², the means and on how many tasks MIER won. The
 tables of docs/RESULTS.md are this script's output.
 """
 import json
@@ -26,7 +26,8 @@ def main(argv):
   del argv
   from mier_tf import results  # pylint: disable=g-import-not-at-top
   with cli.one_line_errors():
-    table = results.comparison(results.load_runs(FLAGS.family_dir))
+    table = results.comparison(results.load_runs(FLAGS.family_dir),
+                               results.load_references(FLAGS.family_dir))
   if FLAGS.json:
     with open(FLAGS.json, "w") as f:
       json.dump(table, f, indent=1)

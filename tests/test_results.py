@@ -36,3 +36,26 @@ def test_tables_line_up_relabeled_tasks_over_seeds(tmp_path):
 def test_a_folder_without_runs_is_named():
   with pytest.raises(FileNotFoundError, match="no <seed>/eval/results.json under /nowhere"):
     results.load_runs("/nowhere")
+
+
+def test_oracle_columns_from_the_references(tmp_path):
+  root = str(tmp_path)
+  _write(root, "s0", {0: (-500, -400, -300), 3: (-520, -450, -460)}, 0.9)
+  os.makedirs(os.path.join(root, "references"))
+  with open(os.path.join(root, "references", "task_0.json"), "w") as f:
+    json.dump({"index": 0, "oracle_same_data": {"greedy_return": -610.0},
+               "oracle_long": {"returns": {"10000": -450.0, "50000": -150.0}}}, f)
+  with open(os.path.join(root, "references", "task_3.json"), "w") as f:
+    json.dump({"index": 3, "oracle_same_data": {"greedy_return": -590.0}}, f)
+  table = results.comparison(results.load_runs(root), results.load_references(root))
+  first, second = table["tasks"]
+  assert (first["oracle_same_data"], first["oracle_long"], first["oracle_long_steps"]) == (
+      -610.0, -150.0, 50000)  # the long run's last checkpoint, not its first
+  assert (second["oracle_same_data"], second["oracle_long"]) == (-590.0, None)
+  text = results.markdown(table)
+  assert "| MIER − MIER-wR | oracle, MIER's data | oracle, 50k steps |" in text
+  assert "| 0 (v=0) | -500.0 | -400.0 | -300.0 | 100.0 | -610.0 | -150.0 |" in text
+  assert "| 3 (v=3) | -520.0 | -450.0 | -460.0 | -10.0 | -590.0 | – |" in text
+  assert "| **mean** | -510.0 | -425.0 | -380.0 | 45.0 | -600.0 | -150.0 (1 of 2) |" in text
+  # Without references the table has no oracle columns.
+  assert "oracle" not in results.markdown(results.comparison(results.load_runs(root)))

@@ -19,17 +19,14 @@ import logging
 import os
 import tempfile
 import time
-from typing import Dict, List, Sequence
+from typing import List, Sequence
 
 import gin
 import numpy as np
-import tensorflow as tf
 
-from mier_tf import actors
 from mier_tf import cli
 from mier_tf import envs
-from mier_tf.agents import sac
-from mier_tf.collect import MultiTaskCollector
+from mier_tf import references
 from mier_tf.train import job  # noqa: F401  pylint: disable=unused-import  (its gin configurables)
 from mier_tf.train import meta_train
 
@@ -44,63 +41,19 @@ SCHEDULES = {
 }
 
 
-class _Ring:
-  """A plain numpy replay of flat transitions (the single-task stage needs no tables)."""
-
-  def __init__(self, capacity: int, obs_dim: int, act_dim: int, rng: np.random.Generator):
-    self._data = dict(observation=np.zeros((capacity, obs_dim), np.float32),
-                      action=np.zeros((capacity, act_dim), np.float32),
-                      reward=np.zeros((capacity,), np.float32),
-                      next_observation=np.zeros((capacity, obs_dim), np.float32),
-                      discount=np.zeros((capacity,), np.float32))
-    self._size, self._next, self._rng = 0, 0, rng
-
-  def add(self, transitions: Dict[str, np.ndarray]) -> None:
-    n = len(transitions["reward"])
-    index = (self._next + np.arange(n)) % len(self._data["reward"])
-    for key, value in self._data.items():
-      value[index] = transitions[key]
-    self._next = int(index[-1] + 1)
-    self._size = min(self._size + n, len(self._data["reward"]))
-
-  def sample(self, batch_size: int) -> Dict[str, tf.Tensor]:
-    index = self._rng.integers(0, self._size, batch_size)
-    return {key: tf.constant(value[index][None]) for key, value in self._data.items()}
-
-
 def single_task_sac(settings: str, seed: int, checkpoints: Sequence[int] = (10_000, 20_000, 30_000),
                     velocity: float = 2.75, batch_size: int = 256,
                     fc_layers: Sequence[int] = (256, 256)) -> dict:
-  """SAC on one cheetah velocity task; deterministic returns at `checkpoints` env steps."""
-  tf.keras.utils.set_random_seed(seed)
+  """SAC on one cheetah velocity task; deterministic returns at `checkpoints` env steps
+  (`mier_tf.references.oracle_long`, the oracle of docs/RESULTS.md)."""
   family = envs.get_task_family("cheetah_vel_hard")
-  agent = sac.create_sac_agent(family.observation_dim, family.action_dim, 1,
-                               actor_fc_layers=fc_layers, critic_fc_layers=fc_layers,
-                               **SAC_SETTINGS[settings])
-  learner = sac.ContextSacLearner(agent)
-  explore = actors.NumpyActor.of_agent(agent, seed=seed)
-  greedy = actors.NumpyActor.of_agent(agent, deterministic=True)
-  collector = MultiTaskCollector(family, 1, seed=seed)
-  replay = _Ring(max(checkpoints), family.observation_dim, family.action_dim,
-                 np.random.default_rng(seed))
-  context = np.zeros((1, 1), np.float32)
-  zero = tf.zeros([1, 1])
-  cpu, wall = time.process_time(), time.perf_counter()
-  returns, steps = {}, 0
-  while steps < max(checkpoints):
-    data, _ = collector.collect([velocity], context, family.max_episode_steps, explore)
-    replay.add(data[0])
-    steps += family.max_episode_steps
-    if steps > 1_000:  # a short warm-up of the untrained policy's data, then 1 update/step
-      for _ in range(family.max_episode_steps):
-        learner.train_tagged(replay.sample(batch_size), zero)
-    if steps in checkpoints:
-      _, episode = collector.collect([velocity], context, family.max_episode_steps, greedy)
-      returns[steps] = float(episode[0][0])
-  collector.close()
+  result = references.oracle_long(
+      family, velocity, checkpoints, seed=seed, batch_size=batch_size,
+      sac_kwargs=dict(actor_fc_layers=fc_layers, critic_fc_layers=fc_layers,
+                      **SAC_SETTINGS[settings]))
   return dict(stage="single_task_sac", settings=settings, seed=seed, velocity=velocity,
-              returns={str(k): v for k, v in returns.items()},
-              cpu_seconds=time.process_time() - cpu, wall_seconds=time.perf_counter() - wall)
+              returns=result["returns"], cpu_seconds=result["cpu_seconds"],
+              wall_seconds=result["wall_seconds"])
 
 
 def mier_wr_per_cpu_minute(schedule: str, seed: int, cpu_minutes: float,
