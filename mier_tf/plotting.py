@@ -7,6 +7,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from mier_tf import results as results_lib
 from mier_tf import tags
 
 Series = Tuple[np.ndarray, np.ndarray]
@@ -159,6 +160,23 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
       values = per_task(lambda e, key=key: e[key] - e["standing_still"])
       axes[0].bar(x + offset, [np.mean(v) for v in values], width, label=name, capsize=3,
                   yerr=[np.std(v) if len(v) > 1 else 0 for v in values])
+    # The references of scripts/references.py, kept beside the runs (FAMILY/references/).
+    refs = results_lib.load_references(os.path.dirname(os.path.abspath(root_dirs[0])))
+    for part, marker, size, color, name in (
+        ("oracle_same_data", "x", 40, "dimgrey", "oracle, MIER's data"),
+        ("oracle_long", "_", 300, "black", "oracle, {}k steps")):
+      points = []
+      for k, i in enumerate(indices):
+        ref = refs.get(i, {})
+        if part in ref and "standing_still" in ref:
+          value = ref[part].get("greedy_return")
+          if part == "oracle_long":
+            last = max(ref[part]["returns"], key=int)
+            value, name = ref[part]["returns"][last], name.format(int(last) // 1000)
+          points.append((k, value - ref["standing_still"]))
+      if points:
+        axes[0].scatter(*zip(*points), marker=marker, s=size, color=color, zorder=3,
+                        label=name, linewidths=2)
     axes[0].axhline(0.0, color="grey", lw=0.8, ls="--")
     axes[0].set_ylabel("return minus standing still's")
     axes[0].set_title(f"Out-of-distribution test tasks ({label})")
