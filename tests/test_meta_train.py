@@ -160,7 +160,7 @@ def test_the_run_trains_the_parts_its_builder_makes(small_run):
   ((name, kwargs, parts),) = made
   assert name == "cheetah_vel_hard" and kwargs == dict(context_dim=5, seed=3, collect_slots=10)
   assert run.model is parts.model and run.agent is parts.agent and run.tables is parts.tables
-  assert run.explore_fn is parts.explore_actor and run.inner is parts.inner
+  assert run.explore_actor is parts.explore_actor and run.inner is parts.inner
   assert run.tables.sizes().sum() > 0  # collect_initial filled the builder's tables
   # The same seed builds the same networks with or without a custom builder.
   other = small_run(seed=3)

@@ -65,7 +65,7 @@ def bench_epoch(sizes: Sizes) -> List[Row]:
         times = {}
         for part, fn in (
             ("env", lambda: step_envs_randomly(raw_envs, collect_steps, rng)),
-            ("policy", lambda: [run.explore_fn(policy_inputs) for _ in range(collect_steps)]),
+            ("policy", lambda: [run.explore_actor(policy_inputs) for _ in range(collect_steps)]),
             ("adapt", lambda: run.adapt_contexts(prior)),
             ("normalizer", lambda: run.model.update_normalizer(fixed[1])),
             ("train", train_parts)):
@@ -75,7 +75,7 @@ def bench_epoch(sizes: Sizes) -> List[Row]:
         return times
 
       # Warm-up: traces every compiled function at the shapes of the epoch.
-      run.explore_fn(policy_inputs)
+      run.explore_actor(policy_inputs)
       run.adapt_contexts(prior)
       run.train_steps_per_epoch, saved = 1, run.train_steps_per_epoch
       run.train_epoch()

@@ -26,7 +26,7 @@ def run_with_real_tables(sizes: Sizes, config: str, root: str, bindings: List[st
   run = meta_train.MetaTrainingRun(root_dir=root)
   data, _ = run.collector.collect(run.family.train_tasks[:run.collect_slots],
                                   run.prior_contexts(run.collect_slots),
-                                  sizes.pick(200, 10), run.explore_fn)
+                                  sizes.pick(200, 10), run.explore_actor)
   fill_tables_from(run, data)
   run.refresh_normalizer()
   return run, data

@@ -54,14 +54,14 @@ def restored_run(root_dir: str, run: Optional[meta_train_lib.MetaTrainingRun] = 
 
 def collect_adaptation_data(run, task, steps: int) -> Dict[str, np.ndarray]:
   """D_adapt: `steps` transitions on the new task with the prior context (flat arrays)."""
-  data, _ = run.collector.collect([task], run.prior_contexts(1), steps, run.explore_fn)
+  data, _ = run.collector.collect([task], run.prior_contexts(1), steps, run.explore_actor)
   return data[0]
 
 
 def evaluate(run, task, context: np.ndarray) -> float:
   """The deterministic policy's return in one episode on the task, acting on `context`."""
   _, returns = run.collector.collect([task], context[None], run.family.max_episode_steps,
-                                     run.greedy_fn)
+                                     run.greedy_actor)
   return float(returns[0][0])
 
 

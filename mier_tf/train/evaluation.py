@@ -27,16 +27,16 @@ AdaptFn = Callable[[dict], np.ndarray]
 
 
 def evaluate_mier_wr(collector: MultiTaskCollector, tasks: Sequence, prior_context: np.ndarray,
-                     adapt_fn: AdaptFn, explore_fn: Actor, greedy_fn: Actor,
+                     adapt_fn: AdaptFn, explore_actor: Actor, greedy_actor: Actor,
                      adapt_steps: int, slots: int) -> np.ndarray:
   """Returns the MIER-wR return of each task (see `evaluate_mier_wr_episodes`)."""
-  return evaluate_mier_wr_episodes(collector, tasks, prior_context, adapt_fn, explore_fn,
-                                   greedy_fn, adapt_steps, slots)[0]
+  return evaluate_mier_wr_episodes(collector, tasks, prior_context, adapt_fn, explore_actor,
+                                   greedy_actor, adapt_steps, slots)[0]
 
 
 def evaluate_mier_wr_episodes(collector: MultiTaskCollector, tasks: Sequence,
                               prior_context: np.ndarray, adapt_fn: AdaptFn,
-                              explore_fn: Actor, greedy_fn: Actor, adapt_steps: int,
+                              explore_actor: Actor, greedy_actor: Actor, adapt_steps: int,
                               slots: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """The MIER-wR return, episode length and adapted context of each task.
 
@@ -45,8 +45,8 @@ def evaluate_mier_wr_episodes(collector: MultiTaskCollector, tasks: Sequence,
     tasks: task parameters to evaluate.
     prior_context: [context_dim] the meta-learned initial context.
     adapt_fn: maps a batch dict with leading dims [tasks, samples] to contexts [tasks, c].
-    explore_fn: the stochastic policy, used to collect adaptation data.
-    greedy_fn: the deterministic policy, used for the evaluation episode.
+    explore_actor: the stochastic policy, used to collect adaptation data.
+    greedy_actor: the deterministic policy, used for the evaluation episode.
     adapt_steps: transitions of adaptation data per task.
     slots: the most tasks collected at once.
 
@@ -58,10 +58,10 @@ def evaluate_mier_wr_episodes(collector: MultiTaskCollector, tasks: Sequence,
   horizon = collector.family.max_episode_steps
   for group in in_groups(list(tasks), slots):
     prior = repeat_context(prior_context, len(group))
-    data, _ = collector.collect(group, prior, adapt_steps, explore_fn)
+    data, _ = collector.collect(group, prior, adapt_steps, explore_actor)
     contexts = np.asarray(adapt_fn(stack_tasks(data)), np.float32)
     all_contexts.extend(contexts)
-    episodes, episode_returns = collector.collect(group, contexts, horizon, greedy_fn)
+    episodes, episode_returns = collector.collect(group, contexts, horizon, greedy_actor)
     returns.extend(r[0] for r in episode_returns)
     for episode in episodes:  # a termination is the one step with discount 0
       ends = np.flatnonzero(episode["discount"] == 0.0)

@@ -172,7 +172,7 @@ class MetaTrainingRun:
     self.model, self.inner, self.model_trainer = parts.model, parts.inner, parts.model_trainer
     self.agent, self.learner = parts.agent, parts.learner
     self.tables, self.collector = parts.tables, parts.collector
-    self.explore_fn, self.greedy_fn = parts.explore_actor, parts.greedy_actor
+    self.explore_actor, self.greedy_actor = parts.explore_actor, parts.greedy_actor
     self._adapt_fn = tf.function(  # compiled once per batch shape (~2.5x faster than eager)
         lambda batch: self.inner.adapt(self.model, batch),
         reduce_retracing=True)
@@ -217,7 +217,7 @@ class MetaTrainingRun:
                     "identification": (
                         {k: float(v) for k, v in self.last_identification._asdict().items()}
                         if self.last_identification is not None else None)}
-    return {"collector": self.collector.get_state(), "explore": self.explore_fn.get_state(),
+    return {"collector": self.collector.get_state(), "explore": self.explore_actor.get_state(),
             "evaluation": evaluation}
 
   def set_host_state(self, state: Optional[dict]) -> None:
@@ -225,7 +225,7 @@ class MetaTrainingRun:
     if not state:
       return
     self.collector.set_state(state["collector"])
-    self.explore_fn.set_state(state["explore"])
+    self.explore_actor.set_state(state["explore"])
     evaluation = state.get("evaluation")
     if evaluation:
       self.last_results = {k: np.asarray(v) for k, v in evaluation["results"].items()}
@@ -247,7 +247,7 @@ class MetaTrainingRun:
 
   def _collect_into_tables(self, task_ids, contexts, num_steps, tables) -> list:
     tasks = [self.family.train_tasks[i] for i in task_ids]
-    data, _ = self.collector.collect(tasks, contexts, num_steps, self.explore_fn)
+    data, _ = self.collector.collect(tasks, contexts, num_steps, self.explore_actor)
     for task_id, transitions in zip(task_ids, data):
       self.tables.add(int(task_id), tables, transitions)
     self.env_steps.assign_add(len(task_ids) * num_steps)
@@ -346,8 +346,8 @@ class MetaTrainingRun:
     results, lengths, contexts = {}, {}, {}
     for split, tasks in self._eval_tasks().items():
       results[split], lengths[split], contexts[split] = evaluation.evaluate_mier_wr_episodes(
-          self.collector, tasks, self.model.context.numpy(), self.adapt_contexts, self.explore_fn,
-          self.greedy_fn, self.eval_adapt_steps, self.collect_slots)
+          self.collector, tasks, self.model.context.numpy(), self.adapt_contexts, self.explore_actor,
+          self.greedy_actor, self.eval_adapt_steps, self.collect_slots)
     report = self.identify()
     step = int(self.env_steps.numpy())
     with self.eval_writer.as_default(step=step):
@@ -365,7 +365,7 @@ class MetaTrainingRun:
     """Test task 0's MIER-wR episode as an animated GIF in the Images tab (eval/)."""
     task = self.family.test_tasks[0]
     try:
-      frames, _ = video.rollout_frames(self.family, task, self.greedy_fn, context,
+      frames, _ = video.rollout_frames(self.family, task, self.greedy_actor, context,
                                        steps=self.eval_video_steps)
     except Exception as e:  # pylint: disable=broad-except  (no OpenGL here: EGL, GLFW...)
       logging.warning("No rollout videos in this run: MuJoCo cannot render here (%s: %s). "
