@@ -95,6 +95,7 @@ def comparison(runs: Dict[str, dict], references: Optional[Dict[int, dict]] = No
     per_seed.append({"seed": seed, "mier_wr": float(wr.mean()), "mier": float(mier.mean()),
                      "wins": int((mier > wr).sum()), "tasks": len(tasks),
                      "identification_r2": runs[seed].get("identification", {}).get("r2"),
+                     "identification": runs[seed].get("identification", {}),
                      "env_steps": runs[seed].get("env_steps")})
   return {"tasks": tasks, "seeds": seeds, "per_seed": per_seed}
 
@@ -152,4 +153,13 @@ def markdown(table: dict) -> str:
     r2 = "–" if s["identification_r2"] is None else f"{s['identification_r2']:.3f}"
     lines.append(f"| {s['seed']} | {s['env_steps']:,} | {r2} | {s['mier_wr']:.1f} | "
                  f"{s['mier']:.1f} | {s['wins']} of {s['tasks']} |")
+  blocks = [s for s in table["per_seed"] if "nll_reward_before" in s.get("identification", {})]
+  if blocks:  # the identification issue's per-block NLLs, at the last evaluation
+    lines += ["", "| seed | identification R² | spread ratio | state NLL, prior → adapted "
+              "| reward NLL, prior → adapted |", "| --- | --- | --- | --- | --- |"]
+    for s in blocks:
+      i = s["identification"]
+      lines.append(f"| {s['seed']} | {i['r2']:.3f} | {i['spread_ratio']:.1f} | "
+                   f"{i['nll_state_before']:.1f} → {i['nll_state_after']:.1f} | "
+                   f"{i['nll_reward_before']:.2f} → {i['nll_reward_after']:.2f} |")
   return "\n".join(lines) + "\n"

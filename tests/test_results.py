@@ -57,5 +57,21 @@ def test_oracle_columns_from_the_references(tmp_path):
   assert "| 0 (v=0) | -500.0 | -400.0 | -300.0 | 100.0 | -610.0 | -150.0 |" in text
   assert "| 3 (v=3) | -520.0 | -450.0 | -460.0 | -10.0 | -590.0 | – |" in text
   assert "| **mean** | -510.0 | -425.0 | -380.0 | 45.0 | -600.0 | -150.0 (1 of 2) |" in text
+  assert "reward NLL" not in text  # no per-block NLLs in these results
   # Without references the table has no oracle columns.
   assert "oracle" not in results.markdown(results.comparison(results.load_runs(root)))
+
+
+def test_per_block_nlls_of_each_seed(tmp_path):
+  root = str(tmp_path)
+  _write(root, "s0", {0: (-500, -400, -300)}, 0.9)
+  path = os.path.join(root, "s0", "eval", "results.json")
+  with open(path) as f:
+    run = json.load(f)
+  run["identification"].update(spread_ratio=25.84, nll_state_before=640.71,
+                               nll_state_after=-16.09, nll_reward_before=20.656,
+                               nll_reward_after=-0.874)
+  with open(path, "w") as f:
+    json.dump(run, f)
+  text = results.markdown(results.comparison(results.load_runs(root)))
+  assert "| s0 | 0.900 | 25.8 | 640.7 → -16.1 | 20.66 → -0.87 |" in text
