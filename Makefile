@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: venv train test bench bench-learning clean
+.PHONY: venv train test bench bench-learning results clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,10 @@ bench: venv
 # Returns per environment step and per CPU minute (about 45 minutes on 2 cores).
 bench-learning: venv
 	$(VENV)/bin/python scripts/benchmark_learning.py --out=runs/bench_learning
+
+# Every table and figure of docs/RESULTS.md, from the saved runs in docs/results (seconds).
+results: venv
+	$(VENV)/bin/python scripts/regenerate_results.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

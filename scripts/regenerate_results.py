@@ -1,0 +1,53 @@
+"""Regenerates every table and figure of docs/RESULTS.md from the committed raw results.
+
+    python scripts/regenerate_results.py                 # `make results`
+    python scripts/regenerate_results.py --results_dir=docs/results
+
+For each family folder under RESULTS_DIR (one sub-folder per seed, as `scripts/save_run.py`
+writes them, plus references/ from `scripts/references.py`): the plots of all its seeds
+(`scripts/plot.py`: learning_curves.png, training_losses.png, mier_vs_mier_wr.png with the
+references; for folders whose runs were saved with their scalars) and table.md (`scripts/results_table.py`: per test task and per seed). Reads
+only the saved JSON; needs no checkpoint, event file or simulator.
+"""
+import glob
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from mier_tf import cli
+
+flags.DEFINE_string("results_dir", "docs/results", "Folder of the families' saved runs.")
+FLAGS = flags.FLAGS
+
+
+def family_dirs(results_dir: str) -> list:
+  """The folders directly under results_dir that hold <seed>/eval/results.json."""
+  return sorted({os.path.dirname(os.path.dirname(os.path.dirname(p))) for p in glob.glob(
+      os.path.join(results_dir, "*", "*", "eval", "results.json"))})
+
+
+def main(argv):
+  del argv
+  from mier_tf import files  # pylint: disable=g-import-not-at-top
+  from mier_tf import plotting  # pylint: disable=g-import-not-at-top
+  from mier_tf import results  # pylint: disable=g-import-not-at-top
+  with cli.one_line_errors():
+    families = family_dirs(FLAGS.results_dir)
+    if not families:
+      raise FileNotFoundError(f"no <family>/<seed>/eval/results.json under {FLAGS.results_dir}")
+    for family_dir in families:
+      runs = results.load_runs(family_dir)
+      seeds = [os.path.join(family_dir, seed) for seed in sorted(runs)]
+      if all(os.path.exists(os.path.join(s, "scalars.json")) for s in seeds):
+        for path in plotting.plot_runs(seeds, family_dir):
+          print(path)
+      table = results.markdown(results.comparison(runs, results.load_references(family_dir)))
+      print(files.atomic_write(os.path.join(family_dir, "table.md"), table))
+
+
+if __name__ == "__main__":
+  app.run(main)
