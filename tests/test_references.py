@@ -97,6 +97,14 @@ def test_the_script_writes_each_relabeled_task_once_and_the_table_shows_it(tmp_p
   table = subprocess.run([sys.executable, "scripts/results_table.py", f"--family_dir={root}"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
   assert "| oracle, MIER's data |" in table.stdout and "| 3 (v=2.1) |" in table.stdout
+  # `make results` writes the same table beside the runs (no plots: no scalars were saved).
+  regen = subprocess.run([sys.executable, "scripts/regenerate_results.py",
+                          f"--results_dir={tmp_path}"], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=120)
+  assert regen.returncode == 0, regen.stderr[-2000:]
+  with open(os.path.join(root, "table.md")) as f:
+    assert f.read() == table.stdout
+  assert not os.path.exists(os.path.join(root, "mier_vs_mier_wr.png"))
   bad = subprocess.run(command + ["--tasks=99"], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=120)
   assert bad.returncode != 0 and "test task 99 out of range" in bad.stderr
