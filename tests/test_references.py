@@ -108,3 +108,28 @@ def test_the_script_writes_each_relabeled_task_once_and_the_table_shows_it(tmp_p
   bad = subprocess.run(command + ["--tasks=99"], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=120)
   assert bad.returncode != 0 and "test task 99 out of range" in bad.stderr
+
+
+def test_one_command_per_family_runs_the_seeds_then_the_references_then_the_tables():
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+  proc = subprocess.run([sys.executable, "scripts/reproduce_results.py",
+                         "--gin_file=gin/cheetah_negjoints_cpu.gin", "--seeds=1,2",
+                         "--oracle_steps=10000,50000", "--dry_run"], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.splitlines() == [
+      "$ scripts/train.py --gin_file=gin/cheetah_negjoints_cpu.gin --seed=1 "
+      "--root_dir=runs/cheetah_negjoints_cpu_s1",
+      "$ scripts/save_run.py --root_dir=runs/cheetah_negjoints_cpu_s1 "
+      "--out_dir=docs/results/cheetah_negjoints_cpu/s1",
+      "$ scripts/train.py --gin_file=gin/cheetah_negjoints_cpu.gin --seed=2 "
+      "--root_dir=runs/cheetah_negjoints_cpu_s2",
+      "$ scripts/save_run.py --root_dir=runs/cheetah_negjoints_cpu_s2 "
+      "--out_dir=docs/results/cheetah_negjoints_cpu/s2",
+      "$ scripts/references.py --family_dir=docs/results/cheetah_negjoints_cpu "
+      "--oracle_steps=10000,50000",
+      "$ scripts/regenerate_results.py --results_dir=docs/results"]
+  bad = subprocess.run([sys.executable, "scripts/reproduce_results.py",
+                        "--gin_file=gin/nope.gin"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=60)
+  assert bad.returncode == 2 and "gin file not found: gin/nope.gin" in bad.stderr
