@@ -92,20 +92,24 @@ def main(argv):
       task = family.test_tasks[i]
       path = os.path.join(out_dir, f"task_{i}.json")
       entry = files.read_json(path) if os.path.exists(path) else {}
-      entry.update(index=i, task=family.describe_task(task), family=family.name,
-                   seed=FLAGS.seed, sac=sac_kwargs)
+      new = {}
       if "standing_still" in FLAGS.only and "standing_still" not in entry:
-        entry["standing_still"] = references.standing_still(family, task, seed=FLAGS.seed)
+        new["standing_still"] = references.standing_still(family, task, seed=FLAGS.seed)
       same = entry.get("oracle_same_data", {})
       if "same_data" in FLAGS.only and (same.get("data_steps"), same.get("updates")) != (
           data_steps, updates):
-        entry["oracle_same_data"] = references.oracle_same_data(
+        new["oracle_same_data"] = references.oracle_same_data(
             family, task, data_steps, updates, seed=FLAGS.seed, batch_size=batch_size,
             sac_kwargs=sac_kwargs)
       long = entry.get("oracle_long", {})
       if "long" in FLAGS.only and sorted(map(int, long.get("returns", {}))) != checkpoints:
-        entry["oracle_long"] = references.oracle_long(
+        new["oracle_long"] = references.oracle_long(
             family, task, checkpoints, seed=FLAGS.seed, sac_kwargs=sac_kwargs)
+      # Read again before writing: another invocation (say --only=long beside
+      # --only=same_data) may have added its part meanwhile; only this one's parts change.
+      entry = files.read_json(path) if os.path.exists(path) else {}
+      entry.update(index=i, task=family.describe_task(task), family=family.name,
+                   seed=FLAGS.seed, sac=sac_kwargs, **new)
       files.atomic_write_json(path, entry)
       print(json.dumps({k: entry.get(k) for k in
                         ("index", "task", "standing_still", "oracle_same_data",
