@@ -27,7 +27,9 @@ saved checkpoint as its fallback path. The sizes and CRCs are checked first beca
 silently starts empty from a missing or incomplete checkpoint and reports a corrupt one
 without naming the file. An external server cannot be restarted from here: `save` records
 the path of the checkpoint it wrote (on the server's machine) and `restore` says how to
-restart that server from it.
+restart that server from it, unless `keep_external_on_restore`: then `restore` keeps what the
+external server holds (a distributed learner resuming beside a server that kept running, or
+that restored its own checkpoint when it restarted: its contents are at least as new).
 """
 import collections
 import logging
@@ -92,6 +94,8 @@ class ReverbTaskTables(TaskTables):
       Default: a temporary folder, removed by `close`.
     timeout_s: how long to wait for the server to answer, and for an empty table to
       receive data before `sample` gives up.
+    keep_external_on_restore: with an external server, `restore` keeps the server's
+      contents instead of refusing (see the module docstring).
   """
 
   BACKEND = "reverb"
@@ -99,7 +103,7 @@ class ReverbTaskTables(TaskTables):
   def __init__(self, num_tasks: int, observation_dim: int, action_dim: int,
                adapt_capacity: int = 50_000, full_capacity: int = 200_000, seed: int = 0,
                address: Optional[str] = None, checkpoint_dir: Optional[str] = None,
-               timeout_s: float = 10.0):
+               timeout_s: float = 10.0, keep_external_on_restore: bool = False):
     super().__init__(num_tasks, observation_dim, action_dim, adapt_capacity, full_capacity,
                      seed)
     self._timeout_s = timeout_s
@@ -108,6 +112,7 @@ class ReverbTaskTables(TaskTables):
     self._iterators: "collections.OrderedDict[Tuple[int, str, int], Any]" = (
         collections.OrderedDict())
     self._external = address is not None
+    self._keep_external_on_restore = keep_external_on_restore
     self._scratch: Optional[str] = None
     if self._external:
       if checkpoint_dir is not None:
@@ -176,6 +181,12 @@ class ReverbTaskTables(TaskTables):
           f"action_dim={self.action_dim}, capacities={self.capacities}): "
           f"{len(missing)} missing ({shown}); {len(wrong)} configured differently "
           f"{wrong[:3]}; expected uniform sampler, FIFO remover, float32 [{self.row_dim}] rows")
+
+  def reset_connection(self) -> None:
+    """Drops the writer and the sampling iterators, e.g. after the server restarted: the
+    next `add` and `sample` open new ones (the gRPC channel reconnects by itself)."""
+    self._drop_iterators()
+    self._writer = None  # A writer to a server that went away cannot be flushed or closed.
 
   def close(self) -> None:
     self._stop_server()
@@ -282,6 +293,12 @@ class ReverbTaskTables(TaskTables):
 
   def _read_checkpoint(self, path: str, manifest: Dict[str, Any]) -> None:
     manifest_path = os.path.join(path, "manifest.json")
+    if self._external and self._keep_external_on_restore:
+      self._check_server_tables()
+      logging.info("Kept the contents of the Reverb server at %s (sizes now %s, at the "
+                   "checkpoint %s)", self.address, self.sizes().sum(0).tolist(),
+                   np.sum(manifest.get("sizes", [[0, 0]]), 0).tolist())
+      return
     if self._external:
       raise RuntimeError(
           "restore() cannot reload an external Reverb server: restart that server with "

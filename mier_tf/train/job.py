@@ -48,7 +48,8 @@ def show_config(run, config: str) -> None:
 
 
 @gin.configurable
-def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> str:
+def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False,
+                    meta_train_fn=None) -> str:
   """Meta-trains on the configured family, then optionally runs experience relabeling.
 
   Holds the root_dir's lock throughout; refuses a root_dir of another configuration before
@@ -60,6 +61,9 @@ def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> str:
     root_dir: the run's output directory.
     adapt_test_tasks: after meta-training, run out-of-distribution adaptation (MIER,
       Algorithm 2) on every test task and add its returns to eval/results.json.
+    meta_train_fn: what meta-trains, called as `meta_train_fn(root_dir, on_start=...)` and
+      returning the run (default `meta_train.meta_train`; the distributed learner passes its
+      own, which trains on a Reverb server's data instead of collecting).
 
   Returns:
     The run's summary (`summary`), which the script prints.
@@ -76,7 +80,7 @@ def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False) -> str:
       run_dir.record_identity(run.root_dir, config)
       show_config(run, write_operative_config(run.root_dir))
 
-    run = meta_train_lib.meta_train(root_dir, on_start=on_start)
+    run = (meta_train_fn or meta_train_lib.meta_train)(root_dir, on_start=on_start)
     done = results_lib.read_results(root_dir)["test_tasks"]
     if run.epochs_run or not any("mier_wr" in entry for entry in done.values()):
       meta_train_lib.write_results(run)

@@ -253,17 +253,20 @@ class MetaTrainingRun:
     self.env_steps.assign_add(len(task_ids) * num_steps)
     return data
 
-  def collect_initial(self) -> None:
-    """Initial exploration: prior-context data from every training task."""
-    all_ids = np.arange(len(self.family.train_tasks))
+  def collect_initial(self, task_ids: Optional[np.ndarray] = None) -> None:
+    """Initial exploration: prior-context data from every training task (or from `task_ids`,
+    a distributed collector's share)."""
+    all_ids = np.arange(len(self.family.train_tasks)) if task_ids is None else task_ids
     for _ in range(self.num_initial_rounds):
       for ids in in_groups(all_ids, self.collect_slots):
         self._collect_into_tables(ids, self.prior_contexts(len(ids)), self.prior_steps,
                                   ("adapt", "full"))
 
-  def collect_epoch(self) -> None:
-    """Algorithm 1's data step: prior context -> adapt -> adapted context, per sampled task."""
-    ids = self.rng.choice(len(self.family.train_tasks), self.tasks_per_epoch, replace=False)
+  def collect_epoch(self, task_ids: Optional[np.ndarray] = None) -> None:
+    """Algorithm 1's data step: prior context -> adapt -> adapted context, per sampled task
+    (or per task of `task_ids`, as a distributed collector chooses them)."""
+    ids = (self.rng.choice(len(self.family.train_tasks), self.tasks_per_epoch, replace=False)
+           if task_ids is None else task_ids)
     for group in in_groups(ids, self.collect_slots):
       prior_data = self._collect_into_tables(
           group, self.prior_contexts(len(group)), self.prior_steps, ("adapt", "full"))
@@ -304,11 +307,14 @@ class MetaTrainingRun:
         sac_info = self.learner.train_tagged(batch, model_info.contexts)
     return model_info, sac_info
 
-  def train_epoch(self, progress: Optional[tqdm.tqdm] = None) -> None:
-    """`train_steps_per_epoch` x (one model meta-step + its SAC updates) on meta-batches."""
+  def train_epoch(self, progress: Optional[tqdm.tqdm] = None,
+                  num_steps: Optional[int] = None) -> None:
+    """`train_steps_per_epoch` (or `num_steps`: a distributed learner trains an epoch in
+    parts, publishing its weights between them) x (one model meta-step + its SAC updates)."""
     num_tasks = len(self.family.train_tasks)
+    num_steps = self.train_steps_per_epoch if num_steps is None else num_steps
     start = time.perf_counter()
-    for _ in range(self.train_steps_per_epoch):
+    for _ in range(num_steps):
       ids = self.rng.choice(num_tasks, self.meta_batch_size, replace=False)
       step = int(self.train_step.numpy()) + 1
       summarise = step % self.summary_interval == 0
@@ -321,7 +327,7 @@ class MetaTrainingRun:
         progress.update(1)
     elapsed = time.perf_counter() - start
     with self.eval_writer.as_default(step=int(self.env_steps.numpy())):
-      tf.summary.scalar(tags.TRAIN_STEPS_PER_SEC, self.train_steps_per_epoch / elapsed)
+      tf.summary.scalar(tags.TRAIN_STEPS_PER_SEC, num_steps / elapsed)
 
   def _write_train_summaries(self, step, model_info, sac_info) -> None:
     with self.train_writer.as_default(step=step):

@@ -25,11 +25,14 @@ FINISHED = "finished.json"
 LOCK = ".lock"
 
 # Bindings a resumed run may change: the budget (train longer than first planned) and what
-# runs after meta-training. Everything else (seed, sizes, schedule...) is the run's identity.
+# runs after meta-training; and where an external Reverb server is (a distributed run's
+# server may come back on another port). Everything else (seed, sizes, schedule...) is the
+# run's identity.
 RESUMABLE_BINDINGS = frozenset({
     "meta_train.num_epochs", "meta_train.max_env_steps", "meta_train.export_at_end",
     "meta_train.export_interval",
     "train_and_adapt.adapt_test_tasks",
+    "make_task_tables.address",
 })
 
 
