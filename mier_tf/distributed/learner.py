@@ -19,7 +19,6 @@ import inspect
 import logging
 import os
 import time
-from typing import Optional
 
 import gin
 import tensorflow as tf
@@ -27,7 +26,6 @@ import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 from tf_agents.experimental.distributed import reverb_variable_container
 
-from mier_tf import summaries
 from mier_tf.distributed import common
 from mier_tf.train import job
 from mier_tf.train import meta_train as meta_train_lib
@@ -102,19 +100,7 @@ def make_meta_train_fn(server: str, publish_every: int, ticket_wait_s: float,
     max_env_steps = _meta_train_setting("max_env_steps")
     export_at_end = _meta_train_setting("export_at_end")
     export_interval = _meta_train_setting("export_interval")
-    run = meta_train_lib.MetaTrainingRun(root_dir)
-    meta_train_lib._check_fingerprint(root_dir, run.fingerprint)  # pylint: disable=protected-access
-    resumed = run.checkpointer.restore()
-    summaries.truncate_event_files(os.path.join(root_dir, "train"),
-                                   int(run.train_step.numpy()) if resumed else 0)
-    summaries.truncate_event_files(os.path.join(root_dir, "eval"),
-                                   int(run.env_steps.numpy()) if resumed else -1)
-    if on_start is not None:
-      on_start(run)
-    if resumed:
-      run.rng = run.checkpointer.restored_rng
-      run.set_host_state(run.checkpointer.restored_extra_state)
-      logging.info("Resumed %s at epoch %d", root_dir, int(run.epoch.numpy()))
+    run, resumed = meta_train_lib.open_run(root_dir, on_start)
     container = reverb_variable_container.ReverbVariableContainer(
         server, table_names=(common.VARIABLES_TABLE,))
     variables = common.published_variables(run)

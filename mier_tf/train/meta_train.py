@@ -19,7 +19,7 @@ root_dir continues from the last checkpoint.
 import logging
 import os
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import gin
 import numpy as np
@@ -417,6 +417,30 @@ def _check_fingerprint(root_dir: str, fingerprint: dict) -> None:
     run_dir.atomic_write_json(path, fingerprint)
 
 
+def open_run(root_dir: str, on_start: Optional[Callable[["MetaTrainingRun"], None]] = None
+             ) -> Tuple["MetaTrainingRun", bool]:
+  """Builds the run of root_dir and restores its last checkpoint, if there is one.
+
+  Refuses a root_dir of another family or sizes; drops the summaries logged after the
+  checkpoint (a kill mid-epoch would log them twice); calls `on_start(run)` before anything
+  else is written; on a resumed run restores the host random state. Returns (run, resumed).
+  """
+  run = MetaTrainingRun(root_dir)
+  _check_fingerprint(root_dir, run.fingerprint)
+  resumed = run.checkpointer.restore()
+  summaries.truncate_event_files(os.path.join(root_dir, "train"),
+                                 int(run.train_step.numpy()) if resumed else 0)
+  summaries.truncate_event_files(os.path.join(root_dir, "eval"),
+                                 int(run.env_steps.numpy()) if resumed else -1)
+  if on_start is not None:
+    on_start(run)
+  if resumed:
+    run.rng = run.checkpointer.restored_rng
+    run.set_host_state(run.checkpointer.restored_extra_state)
+    logging.info("Resumed %s at epoch %d", root_dir, int(run.epoch.numpy()))
+  return run, resumed
+
+
 @gin.configurable
 def meta_train(
     root_dir: str,
@@ -453,26 +477,13 @@ def meta_train(
     _require_int("meta_train.max_env_steps", max_env_steps, 1)
   if export_interval is not None:
     _require_int("meta_train.export_interval", export_interval, 1)
-  run = MetaTrainingRun(root_dir)
-  _check_fingerprint(root_dir, run.fingerprint)
-  resumed = run.checkpointer.restore()
-  # Summaries logged after the checkpoint (a kill mid-epoch) would be logged twice.
-  summaries.truncate_event_files(os.path.join(root_dir, "train"),
-                                 int(run.train_step.numpy()) if resumed else 0)
-  summaries.truncate_event_files(os.path.join(root_dir, "eval"),
-                                 int(run.env_steps.numpy()) if resumed else -1)
-  if on_start is not None:
-    on_start(run)
+  run, resumed = open_run(root_dir, on_start)
   if not resumed:
     logging.info("Initial exploration of %d training tasks", len(run.family.train_tasks))
     start = time.perf_counter()
     run.collect_initial()
     _log_env_rate(run, int(run.env_steps.numpy()), time.perf_counter() - start)
     run.checkpointer.save(run.rng, run.host_state())
-  else:
-    run.rng = run.checkpointer.restored_rng
-    run.set_host_state(run.checkpointer.restored_extra_state)
-    logging.info("Resumed %s at epoch %d", root_dir, int(run.epoch.numpy()))
 
   run.epochs_run = 0
   total = num_epochs * run.train_steps_per_epoch
