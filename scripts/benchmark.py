@@ -10,11 +10,13 @@ harness.py for what a row holds).
 import argparse
 import os
 import sys
+import time
 from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from mier_tf import benchmark  # pylint: disable=g-import-not-at-top
+from mier_tf.benchmark import harness  # pylint: disable=g-import-not-at-top
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -27,7 +29,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="tiny sizes and 1-2 repeats: checks that the stages run, the "
                       "numbers mean nothing")
   args = parser.parse_args(argv)
-  benchmark.run(args.only, args.quick, args.out)
+  start = time.perf_counter()
+  rows = benchmark.run(args.only, args.quick, args.out)
+  print(harness.format_table(rows))
+  print(f"wrote {args.out} ({time.perf_counter() - start:.0f} s)")
   return 0
 
 

@@ -11,6 +11,7 @@ machine falls on both alike; medians are reported.
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import platform
 import statistics
@@ -108,18 +109,19 @@ def quiet_stderr() -> Iterator[None]:
     os.close(saved)
 
 
-def print_table(rows: List[Row]) -> None:
+def format_table(rows: List[Row]) -> str:
+  """The rows as a text table (one line per row under a header), then each row's detail."""
   header = ("stage", "measured", "reference", "ratio", "goal", "met")
   lines = [header] + [tuple(str("-" if row[k] is None else row[k]) for k in header)
                       for row in rows]
   widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+  out = []
   for i, line in enumerate(lines):
-    print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)))
+    out.append("  ".join(cell.ljust(width) for cell, width in zip(line, widths)))
     if i == 0:
-      print("  ".join("-" * width for width in widths))
-  for row in rows:
-    if row.get("detail"):
-      print(f"* {row['stage']}: {row['detail']}")
+      out.append("  ".join("-" * width for width in widths))
+  out += [f"* {row['stage']}: {row['detail']}" for row in rows if row.get("detail")]
+  return "\n".join(out)
 
 
 def machine() -> Dict[str, object]:
@@ -130,9 +132,9 @@ def machine() -> Dict[str, object]:
 
 
 def run(stages: Optional[Sequence[str]], quick: bool, out: str) -> List[Row]:
-  """Runs `stages` (None: all, in registration order), prints the table, writes `out`.
+  """Runs `stages` (None: all, in registration order), writes `out`, returns the rows.
 
-  `out` gets {machine, quick, seconds, rows}; each stage's wall time goes to stderr.
+  `out` gets {machine, quick, seconds, rows}; each stage's wall time is logged.
   """
   sizes = Sizes(quick=quick)
   rows: List[Row] = []
@@ -140,10 +142,8 @@ def run(stages: Optional[Sequence[str]], quick: bool, out: str) -> List[Row]:
   for name in stages or list(STAGES):
     stage_start = time.perf_counter()
     rows.extend(STAGES[name](sizes))
-    print(f"[{name}: {time.perf_counter() - stage_start:.0f} s]", file=sys.stderr, flush=True)
-  print_table(rows)
+    logging.info("[%s: %.0f s]", name, time.perf_counter() - stage_start)
   with open(out, "w") as f:
     json.dump(dict(machine=machine(), quick=quick,
                    seconds=round(time.perf_counter() - start, 1), rows=rows), f, indent=2)
-  print(f"wrote {out} ({time.perf_counter() - start:.0f} s)")
   return rows
