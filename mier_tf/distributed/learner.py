@@ -150,12 +150,7 @@ def make_meta_train_fn(server: str, publish_every: int, ticket_wait_s: float,
               root_dir, "export", f"step_{int(run.env_steps.numpy())}"))
         if epoch % checkpoint_interval == 0 or last:
           run.checkpointer.save(run.rng, run.host_state())
-    run.train_writer.flush()
-    run.eval_writer.flush()
-    export_dir = os.path.join(root_dir, "export")
-    if export_at_end and (run.epochs_run or not os.path.exists(
-        os.path.join(export_dir, "model", "saved_model.pb"))):
-      meta_train_lib._export(run, export_dir)  # pylint: disable=protected-access
+    meta_train_lib.finish_run(run, export_at_end)
     return run
 
   return meta_train

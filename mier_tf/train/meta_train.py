@@ -509,14 +509,19 @@ def meta_train(
         _export(run, os.path.join(root_dir, "export", f"step_{int(run.env_steps.numpy())}"))
       if epoch % checkpoint_interval == 0 or last:
         run.checkpointer.save(run.rng, run.host_state())
+  finish_run(run, export_at_end)
+  return run
+
+
+def finish_run(run: MetaTrainingRun, export_at_end: bool) -> None:
+  """Flushes the summaries and (if asked) exports to ROOT/export/ once training ends."""
   run.train_writer.flush()
   run.eval_writer.flush()
-  export_dir = os.path.join(root_dir, "export")
+  export_dir = os.path.join(run.root_dir, "export")
   # A resumed run with nothing left to train keeps its export (a kill before it: write it).
   if export_at_end and (run.epochs_run or not os.path.exists(
       os.path.join(export_dir, "model", "saved_model.pb"))):
     _export(run, export_dir)
-  return run
 
 
 def _export(run: MetaTrainingRun, export_dir: str) -> None:
