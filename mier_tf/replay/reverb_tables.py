@@ -12,12 +12,17 @@ packed float32 row of `TaskTables` (one column instead of five: about 5x faster 
 and 2x faster to sample). Data added to both tables of a task is stored once and
 referenced by an item in each table.
 
-Sampling uses one `reverb.TrajectoryDataset` iterator per (task, table, batch size), kept
-open between calls (creating one costs about as much as ten batches). An iterator fetches
-up to two batches ahead, so samples can lag other writers by that much; `add` through this
-object closes the affected iterators, so what it added (and evicted) is visible to the next
-`sample`. Sampling randomness is the server's own: `seed` has no effect and a restore does
-not reproduce later samples exactly (the in-process backend does).
+Sampling uses one Reverb sampler per (task, table), kept open between calls (opening one
+costs about a millisecond, as much as sampling a few hundred rows). It is Reverb's own
+`Sampler` (reached through `reverb.Client`'s binding, as `Client.sample` does, but with a
+buffer of `_SAMPLER_BUFFER` rows instead of one: twelve times faster), not a
+`reverb.TrajectoryDataset` iterator: TF iterators cost about ten threads each, and with a
+few hundred open (100 tasks x tables x batch sizes) closing one took seconds and the
+process stalled (measured on cheetah_vel_hard: docs/DISTRIBUTED.md). A sampler fetches up to
+`_SAMPLER_BUFFER` rows ahead, so samples can lag other writers by that much; `add` through
+this object closes the affected samplers, so what it added (and evicted) is visible to the
+next `sample`. Sampling randomness is the server's own: `seed` has no effect and a restore
+does not reproduce later samples exactly (the in-process backend does).
 
 Checkpoints: `save` has the server write a Reverb checkpoint (`client.checkpoint()`), moves
 it into the save folder and records each file's size and CRC-32 in the manifest. Reverb
@@ -31,11 +36,11 @@ restart that server from it, unless `keep_external_on_restore`: then `restore` k
 external server holds (a distributed learner resuming beside a server that kept running, or
 that restored its own checkpoint when it restarted: its contents are at least as new).
 """
-import collections
 import logging
 import os
 import shutil
 import tempfile
+import time
 import zlib
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -46,7 +51,8 @@ import tensorflow as tf
 from mier_tf.replay.base import CheckpointError, TableSpec, TaskTables
 
 _REVERB_DIR = "reverb"
-_MAX_OPEN_ITERATORS = 256
+_SAMPLER_BUFFER = 64  # Rows a sampler fetches ahead of `sample`.
+_UNLIMITED = 2**62  # A sampler's sample budget: it stays open until closed.
 _FLUSH_EVERY = 64  # Items a writer may have in flight before `add` waits for the server.
 
 
@@ -109,8 +115,7 @@ class ReverbTaskTables(TaskTables):
     self._timeout_s = timeout_s
     self._server: Optional[reverb.Server] = None
     self._writer = None
-    self._iterators: "collections.OrderedDict[Tuple[int, str, int], Any]" = (
-        collections.OrderedDict())
+    self._samplers: Dict[Tuple[int, str], Any] = {}
     self._external = address is not None
     self._keep_external_on_restore = keep_external_on_restore
     self._scratch: Optional[str] = None
@@ -145,7 +150,7 @@ class ReverbTaskTables(TaskTables):
                     "authentication: use it on a trusted network only", self._server.port)
 
   def _stop_server(self) -> None:
-    self._drop_iterators()
+    self._samplers.clear()
     self._close_writer()
     if self._server is not None:
       self._server.stop()
@@ -183,9 +188,9 @@ class ReverbTaskTables(TaskTables):
           f"{wrong[:3]}; expected uniform sampler, FIFO remover, float32 [{self.row_dim}] rows")
 
   def reset_connection(self) -> None:
-    """Drops the writer and the sampling iterators, e.g. after the server restarted: the
+    """Drops the writer and the samplers, e.g. after the server restarted: the
     next `add` and `sample` open new ones (the gRPC channel reconnects by itself)."""
-    self._drop_iterators()
+    self._samplers.clear()
     self._writer = None  # A writer to a server that went away cannot be flushed or closed.
 
   def close(self) -> None:
@@ -222,42 +227,43 @@ class ReverbTaskTables(TaskTables):
       if (i + 1) % rows_per_flush == 0:
         self._writer.flush(block_until_num_items=_FLUSH_EVERY)
     self._writer.flush()
-    for key in [k for k in self._iterators if k[0] == task and k[1] in tables]:
-      del self._iterators[key]
+    for name in tables:
+      self._samplers.pop((task, name), None)
 
   # --- Sampling ----------------------------------------------------------------------------
 
-  def _drop_iterators(self) -> None:
-    self._iterators.clear()
-
-  def _iterator(self, task: int, table: str, batch_size: int):
-    key = (task, table, batch_size)
-    if key in self._iterators:
-      self._iterators.move_to_end(key)
-      return self._iterators[key]
-    dataset = reverb.TrajectoryDataset(
-        self.address, self.table_name(task, table), dtypes=tf.float32,
-        shapes=tf.TensorShape([self.row_dim]),
-        max_in_flight_samples_per_worker=2 * batch_size, num_workers_per_iterator=1,
-        rate_limiter_timeout_ms=int(1000 * self._timeout_s))
-    iterator = iter(dataset.batch(batch_size, drop_remainder=True))
-    self._iterators[key] = iterator
-    if len(self._iterators) > _MAX_OPEN_ITERATORS:
-      self._iterators.popitem(last=False)
-    return iterator
+  def _open_samplers(self, tasks: Sequence[int], table: str) -> None:
+    """Opens the samplers of `tasks` that are not open, once their tables hold data (a
+    sampler of an empty table would wait without a timeout)."""
+    missing = sorted({task for task in tasks if (task, table) not in self._samplers})
+    deadline = time.monotonic() + self._timeout_s
+    while missing:
+      info = self._server_info()
+      empty = [t for t in missing if info[self.table_name(t, table)].current_size == 0]
+      for task in sorted(set(missing) - set(empty)):
+        self._samplers[(task, table)] = self._client._client.NewSampler(  # pylint: disable=protected-access
+            self.table_name(task, table), _UNLIMITED, _SAMPLER_BUFFER)
+      missing = empty
+      if missing and time.monotonic() > deadline:
+        raise ValueError(f"cannot sample from table {self.table_name(missing[0], table)}: "
+                         f"still empty after {self._timeout_s} s")
+      if missing:
+        time.sleep(0.05)
 
   def sample(self, tasks: Sequence[int], table: str, batch_size: int) -> Dict[str, np.ndarray]:
     ids = self._check_tasks(tasks)
     self._table_index(table)
     batch_size = self._check_batch_size(batch_size)
     out = np.empty((len(ids), batch_size, self.row_dim), np.float32)
+    self._open_samplers(ids.tolist(), table)
     for i, task in enumerate(ids.tolist()):
+      sampler, rows = self._samplers[(task, table)], out[i]
       try:
-        out[i] = next(self._iterator(task, table, batch_size)).data.numpy()
-      except StopIteration:
-        del self._iterators[(task, table, batch_size)]
-        raise ValueError(f"cannot sample from table {self.table_name(task, table)}: still "
-                         f"empty after {self._timeout_s} s") from None
+        for j in range(batch_size):
+          rows[j] = sampler.GetNextTrajectory()[-1]  # (key, probability, ..., data)
+      except Exception:
+        self._samplers.pop((task, table), None)  # e.g. the server went away: reopen next time
+        raise
     return self._unpack(out)
 
   # --- Sizes -------------------------------------------------------------------------------
