@@ -128,3 +128,57 @@ def test_an_unreachable_server_gets_one_line(tmp_path):
   lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
   assert len(lines) == 1 and f"localhost:{port} did not answer within 2 s" in lines[0], lines
   assert time.monotonic() - start < 100
+
+
+def _pid_of(role, root):
+  """The pid of the process running `--role=<role>` for `root` (from /proc)."""
+  for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+      continue
+    try:
+      with open(f"/proc/{pid}/cmdline", "rb") as f:
+        argv = f.read().split(b"\0")
+    except OSError:
+      continue
+    if f"--role={role}".encode() in argv and f"--root_dir={root}".encode() in argv:
+      return int(pid)
+  return None
+
+
+def _epoch_or_zero(root):
+  try:
+    return _counters(root)["epoch"]
+  except Exception:  # pylint: disable=broad-except  (no checkpoint yet, or being written)
+    return 0
+
+
+def test_a_killed_learner_and_a_killed_server_are_restarted_and_the_run_finishes(tmp_path):
+  """SIGKILL the learner after its epoch-2 checkpoint, then the server after the restarted
+  learner's epoch-4 checkpoint: the launcher restarts both, the learner resumes from its
+  checkpoint, the server restores its own, and the run ends at the configured step count."""
+  root = str(tmp_path / "run")
+  killed = {}
+
+  def kill_learner_then_server(proc):
+    for role, epoch in (("learner", 2), ("server", 4)):
+      deadline = time.monotonic() + 300
+      while proc.poll() is None and time.monotonic() < deadline:
+        pid = _pid_of(role, root)
+        if pid and _epoch_or_zero(root) >= epoch:
+          os.kill(pid, signal.SIGKILL)
+          killed[role] = (pid, _epoch_or_zero(root))
+          break
+        time.sleep(0.2)
+
+  out = _launch(root, 7, kill_learner_then_server, timeout=600)
+  assert set(killed) == {"learner", "server"}, (killed, out[-3000:])
+  assert "learner exited (-9): starting it again" in out
+  assert "server exited (-9): starting it again" in out
+  counters = _counters(root)
+  assert counters["epoch"] == 7 and counters["train_step"] == 7 * 3, counters
+  assert "Resumed" in out  # the restarted learner continued from its checkpoint
+  assert os.path.exists(os.path.join(root, "finished.json"))
+  with open(os.path.join(root, "logs", "server.log")) as f:
+    assert "Loading checkpoint from" in f.read()  # the restarted server restored its own
+  sizes = _replay_sizes(root)
+  assert all(adapt > 0 and full > adapt for adapt, full in sizes), sizes

@@ -2,8 +2,13 @@
 processes, supervised.
 
 The server starts first (on a free port unless one is given); once it answers, the
-collectors and the learner start. A collector that exits while the learner runs is started
-again (it rejoins: see `collector`). When the learner exits, or on Ctrl-C or SIGTERM,
+collectors and the learner start. While the learner runs, a collector that exits is started
+again (it rejoins: see `collector`), and so is the server (on the same port; it restores
+its newest checkpoint, and the learner and the collectors reconnect to it). A learner killed
+by a signal other than SIGTERM or SIGINT (the OOM killer, kill -9) is started again and
+resumes from its last checkpoint; one that exits by itself ends the run, whatever its exit
+status. Each process is restarted at most `_MAX_RESTARTS` times. When the learner exits, or
+on Ctrl-C or SIGTERM,
 everything is stopped (SIGTERM, then SIGKILL after `grace_s`); the server checkpoints on
 its way out. The learner's output goes to the terminal; the server's and collectors' to
 ROOT/logs/<role>.log.
@@ -52,6 +57,15 @@ class _Process:
 
   def running(self) -> bool:
     return self.proc is not None and self.proc.poll() is None
+
+
+def _restart(process: _Process, what: str) -> None:
+  code = process.proc.returncode
+  if process.starts > _MAX_RESTARTS:
+    raise RuntimeError(f"{process.name} exited {process.starts} times, the last time with "
+                       f"{code}" + (f": see {process.log_path}" if process.log_path else ""))
+  logging.warning("%s exited (%s): starting it again (%s)", process.name, code, what)
+  process.start()
 
 
 def _stop(processes: Sequence[_Process], grace_s: float) -> None:
@@ -129,20 +143,22 @@ def launch(command: Sequence[str], config_flags: Sequence[str], root_dir: str,
     for c in collectors:
       c.start()
     learner.start()
-    while learner.running():
-      time.sleep(0.5)
-      if not server.running():
-        raise RuntimeError(f"the replay server exited ({server.proc.returncode}): see "
-                           f"{server.log_path}")
-      for c in collectors:
-        if not c.running() and learner.running() and restart_collectors:
-          if c.starts > _MAX_RESTARTS:
-            raise RuntimeError(f"{c.name} exited {c.starts} times: see {c.log_path}")
-          logging.warning("%s exited (%s): starting it again", c.name, c.proc.returncode)
-          c.start()
-    logging.info("The learner finished (%d): stopping the collectors and the server",
-                 learner.proc.returncode)
-    return learner.proc.returncode
+    while True:
+      while learner.running():
+        time.sleep(0.5)
+        if not server.running() and learner.running():
+          _restart(server, "it restores its newest checkpoint; the others reconnect")
+        for c in collectors:
+          if not c.running() and learner.running() and restart_collectors:
+            _restart(c, "it rejoins")
+      code = learner.proc.returncode
+      if code < 0 and -code not in (signal.SIGTERM, signal.SIGINT):
+        # Killed from outside (the OOM killer, kill -9): it resumes from its checkpoint.
+        _restart(learner, "it resumes from its last checkpoint")
+        continue
+      break
+    logging.info("The learner finished (%d): stopping the collectors and the server", code)
+    return code
   except KeyboardInterrupt:
     logging.warning("Interrupted: stopping the learner, the collectors and the server")
     return 130

@@ -21,12 +21,20 @@ import os
 import time
 
 import gin
+import reverb
 import tensorflow as tf
 import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 from tf_agents.experimental.distributed import reverb_variable_container
 
 from mier_tf.distributed import common
+
+_MAX_RECONNECTS = 5  # per step that talks to the server
+# What a step raises when the server goes away under it (Reverb's TF ops report a dropped
+# stream as InternalError or Cancelled, its Python client as ConnectionError via the tables).
+_LOST_SERVER = (ConnectionError, tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.InternalError, tf.errors.CancelledError, tf.errors.AbortedError,
+                reverb.errors.ReverbError)
 from mier_tf.train import job
 from mier_tf.train import meta_train as meta_train_lib
 
@@ -77,6 +85,27 @@ class _Tickets:
       taken += 1
 
 
+class _Server:
+  """Runs the learner's steps that talk to the server again after the server came back
+  (`launch.py` restarts a server that died; it restores its last checkpoint)."""
+
+  def __init__(self, address: str, run, connect_timeout_s: float):
+    self._address, self._run, self._connect_timeout_s = address, run, connect_timeout_s
+
+  def __call__(self, what: str, fn):
+    for attempt in range(_MAX_RECONNECTS + 1):
+      try:
+        return fn()
+      except _LOST_SERVER as e:
+        if attempt == _MAX_RECONNECTS:
+          raise
+        logging.warning("Learner lost the server during %s (%s: %s); waiting for it", what,
+                        type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        common.wait_for_server(self._address, self._connect_timeout_s, "the learner")
+        self._run.tables.reset_connection()
+    raise AssertionError("unreachable")
+
+
 def _wait_for_initial_exploration(run, log) -> None:
   """Until every training task's adapt table received its initial exploration."""
   needed = run.num_initial_rounds * run.prior_steps
@@ -104,18 +133,24 @@ def make_meta_train_fn(server: str, publish_every: int, ticket_wait_s: float,
     container = reverb_variable_container.ReverbVariableContainer(
         server, table_names=(common.VARIABLES_TABLE,))
     variables = common.published_variables(run)
-    publish = lambda: container.push(variables, table=common.VARIABLES_TABLE)
+    with_server = _Server(server, run, connect_timeout_s)
+    publish = lambda: with_server("publishing the weights", lambda: container.push(
+        variables, table=common.VARIABLES_TABLE))
     publish()  # the collectors start from these weights
     rate = common.RateLimit().settings(run)
     logging.info("Learner on %s: %.4g training steps per environment step, weights "
                  "published every %d steps", server, rate["train_steps_per_env_step"],
                  publish_every)
-    _wait_for_initial_exploration(run, common.log_every(30.0))
+    with_server("waiting for initial exploration",
+                lambda: _wait_for_initial_exploration(run, common.log_every(30.0)))
     tickets = _Tickets(server, ticket_wait_s, connect_timeout_s)
-    update_env_steps = lambda: run.env_steps.assign(int(run.tables.num_added()[:, 1].sum()))
+    update_env_steps = lambda: with_server("reading the table sizes", lambda: run.env_steps.assign(
+        int(run.tables.num_added()[:, 1].sum())))
+    checkpoint = lambda: with_server("checkpointing", lambda: run.checkpointer.save(
+        run.rng, run.host_state()))
     update_env_steps()
     if not resumed:
-      run.checkpointer.save(run.rng, run.host_state())
+      checkpoint()
     run.epochs_run = 0
     spent = lambda: max_env_steps is not None and int(run.env_steps.numpy()) >= max_env_steps
     with logging_redirect_tqdm(), tqdm.tqdm(
@@ -123,13 +158,15 @@ def make_meta_train_fn(server: str, publish_every: int, ticket_wait_s: float,
         initial=int(run.epoch.numpy()) * run.train_steps_per_epoch,
         desc=f"learner {run.family.name}", unit="step", dynamic_ncols=True) as bar:
       while int(run.epoch.numpy()) < num_epochs and not spent():
-        run.refresh_normalizer()
+        with_server("refreshing the normaliser", run.refresh_normalizer)
         left = run.train_steps_per_epoch
         while left:
           chunk = min(left, publish_every)
           tickets.take(chunk)
           update_env_steps()
-          run.train_epoch(bar, num_steps=chunk)
+          end = int(run.train_step.numpy()) + chunk  # a retry trains only the steps left
+          with_server("training", lambda: run.train_epoch(  # pylint: disable=cell-var-from-loop
+              bar, num_steps=end - int(run.train_step.numpy())))
           publish()
           left -= chunk
         run.epoch.assign_add(1)
@@ -142,14 +179,14 @@ def make_meta_train_fn(server: str, publish_every: int, ticket_wait_s: float,
                      int(run.train_step.numpy()) - sum(recent) / max(1, len(recent)))
         last = epoch == num_epochs or spent()
         if epoch % eval_interval == 0 or last:
-          run.evaluate()
+          with_server("evaluating", run.evaluate)
           bar.set_postfix(train_return=f"{run.last_returns['train']:.1f}",
                           test_return=f"{run.last_returns['test']:.1f}")
         if export_interval is not None and epoch % export_interval == 0:
           meta_train_lib._export(run, os.path.join(  # pylint: disable=protected-access
               root_dir, "export", f"step_{int(run.env_steps.numpy())}"))
         if epoch % checkpoint_interval == 0 or last:
-          run.checkpointer.save(run.rng, run.host_state())
+          checkpoint()
     meta_train_lib.finish_run(run, export_at_end)
     return run
 

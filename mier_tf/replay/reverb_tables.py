@@ -36,10 +36,13 @@ restart that server from it, unless `keep_external_on_restore`: then `restore` k
 external server holds (a distributed learner resuming beside a server that kept running, or
 that restored its own checkpoint when it restarted: its contents are at least as new).
 """
+import concurrent.futures
 import logging
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
 import zlib
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -52,8 +55,10 @@ from mier_tf.replay.base import CheckpointError, TableSpec, TaskTables
 
 _REVERB_DIR = "reverb"
 _SAMPLER_BUFFER = 64  # Rows a sampler fetches ahead of `sample`.
+_SAMPLING_THREADS = 4  # Tasks sampled at once.
 _UNLIMITED = 2**62  # A sampler's sample budget: it stays open until closed.
-_FLUSH_EVERY = 64  # Items a writer may have in flight before `add` waits for the server.
+_FLUSH_EVERY = 16  # Items a writer may have in flight before `add` waits for the server
+# (more, and Reverb logs "the number of pending items is alarmingly high" for every flush).
 
 
 def make_reverb_tables(num_tasks: int, observation_dim: int, action_dim: int,
@@ -73,6 +78,37 @@ def make_reverb_tables(num_tasks: int, observation_dim: int, action_dim: int,
                        rate_limiter=reverb.rate_limiters.MinSize(1),
                        signature=signature)
           for task in range(num_tasks) for table in TaskTables.TABLES]
+
+
+class _DaemonPool:
+  """Threads that run `submit`ted calls. Daemon threads, unlike ThreadPoolExecutor's: a
+  thread left waiting on a server that went away must not keep the process from exiting."""
+
+  def __init__(self, size: int):
+    self._size, self._work, self._threads = size, queue.SimpleQueue(), []
+
+  def submit(self, fn, *args) -> concurrent.futures.Future:
+    if len(self._threads) < self._size:
+      thread = threading.Thread(target=self._run, daemon=True, name="reverb-sample")
+      thread.start()
+      self._threads.append(thread)
+    future = concurrent.futures.Future()
+    self._work.put((future, fn, args))
+    return future
+
+  def _run(self) -> None:
+    while (item := self._work.get()) is not None:
+      future, fn, args = item
+      if future.set_running_or_notify_cancel():
+        try:
+          future.set_result(fn(*args))
+        except BaseException as e:  # pylint: disable=broad-except
+          future.set_exception(e)
+
+  def close(self) -> None:
+    for _ in self._threads:
+      self._work.put(None)
+    self._threads = []
 
 
 def _file_digest(path: str) -> Dict[str, int]:
@@ -102,6 +138,9 @@ class ReverbTaskTables(TaskTables):
       receive data before `sample` gives up.
     keep_external_on_restore: with an external server, `restore` keeps the server's
       contents instead of refusing (see the module docstring).
+    reconnect_timeout_s: how long `add` and `sample` wait for a server that stopped
+      answering (a restarted server is picked up again by the open writer and samplers)
+      before they raise a ConnectionError.
   """
 
   BACKEND = "reverb"
@@ -109,10 +148,13 @@ class ReverbTaskTables(TaskTables):
   def __init__(self, num_tasks: int, observation_dim: int, action_dim: int,
                adapt_capacity: int = 50_000, full_capacity: int = 200_000, seed: int = 0,
                address: Optional[str] = None, checkpoint_dir: Optional[str] = None,
-               timeout_s: float = 10.0, keep_external_on_restore: bool = False):
+               timeout_s: float = 10.0, keep_external_on_restore: bool = False,
+               reconnect_timeout_s: float = 120.0):
     super().__init__(num_tasks, observation_dim, action_dim, adapt_capacity, full_capacity,
                      seed)
     self._timeout_s = timeout_s
+    self._reconnect_timeout_s = reconnect_timeout_s
+    self._pool = _DaemonPool(_SAMPLING_THREADS)
     self._server: Optional[reverb.Server] = None
     self._writer = None
     self._samplers: Dict[Tuple[int, str], Any] = {}
@@ -162,6 +204,8 @@ class ReverbTaskTables(TaskTables):
     except reverb.errors.DeadlineExceededError as e:
       raise ConnectionError(f"Reverb server at {self.address} did not answer within "
                             f"{self._timeout_s} s") from e
+    except RuntimeError as e:  # gRPC errors without a Reverb type, e.g. 'Socket closed'
+      raise ConnectionError(f"Reverb server at {self.address}: {e}") from e
 
   def _check_server_tables(self) -> None:
     info = self._server_info()
@@ -195,6 +239,7 @@ class ReverbTaskTables(TaskTables):
 
   def close(self) -> None:
     self._stop_server()
+    self._pool.close()
     if self._scratch is not None:
       shutil.rmtree(self._scratch, ignore_errors=True)
       self._scratch = None
@@ -225,10 +270,33 @@ class ReverbTaskTables(TaskTables):
       for name in names:
         self._writer.create_item(name, 1.0, step)
       if (i + 1) % rows_per_flush == 0:
-        self._writer.flush(block_until_num_items=_FLUSH_EVERY)
-    self._writer.flush()
+        self._flush(_FLUSH_EVERY)
+    self._flush(0)
     for name in tables:
       self._samplers.pop((task, name), None)
+
+  def _flush(self, block_until_num_items: int) -> None:
+    """The writer's flush, bounded: it waits for a restarted server (the writer resends
+    what it had not delivered), but not forever for one that went away."""
+    down_since = None
+    while True:
+      try:
+        self._writer.flush(block_until_num_items, timeout_ms=int(1000 * self._timeout_s))
+        return
+      except reverb.errors.DeadlineExceededError:
+        pass
+      try:  # Nothing confirmed for timeout_s: is the server there?
+        self._server_info()
+        down_since = None
+      except ConnectionError:
+        down_since = down_since or time.monotonic() - self._timeout_s
+        if time.monotonic() - down_since > self._reconnect_timeout_s:
+          self._writer = None  # It cannot be flushed or closed any more.
+          raise ConnectionError(
+              f"Reverb server at {self.address} went away while adding to it and did "
+              f"not come back within {self._reconnect_timeout_s:g} s") from None
+        logging.warning("Reverb server at %s does not answer; adding waits for it (up to "
+                        "%g s)", self.address, self._reconnect_timeout_s)
 
   # --- Sampling ----------------------------------------------------------------------------
 
@@ -250,20 +318,52 @@ class ReverbTaskTables(TaskTables):
       if missing:
         time.sleep(0.05)
 
+  def _fill(self, task: int, table: str, out: np.ndarray, rows: List[int]) -> None:
+    sampler = self._samplers[(task, table)]
+    for i in rows:
+      for j in range(out.shape[1]):
+        out[i, j] = sampler.GetNextTrajectory()[-1]  # (key, probability, ..., data)
+
   def sample(self, tasks: Sequence[int], table: str, batch_size: int) -> Dict[str, np.ndarray]:
-    ids = self._check_tasks(tasks)
+    ids = self._check_tasks(tasks).tolist()
     self._table_index(table)
     batch_size = self._check_batch_size(batch_size)
+    self._open_samplers(ids, table)
     out = np.empty((len(ids), batch_size, self.row_dim), np.float32)
-    self._open_samplers(ids.tolist(), table)
-    for i, task in enumerate(ids.tolist()):
-      sampler, rows = self._samplers[(task, table)], out[i]
-      try:
-        for j in range(batch_size):
-          rows[j] = sampler.GetNextTrajectory()[-1]  # (key, probability, ..., data)
-      except Exception:
-        self._samplers.pop((task, table), None)  # e.g. the server went away: reopen next time
-        raise
+    rows: Dict[int, List[int]] = {}
+    for i, task in enumerate(ids):
+      rows.setdefault(task, []).append(i)
+    # A thread per task (a sampler is used by one thread at a time): the samplers wait for
+    # the server without the GIL, so this is faster than one after the other, and the wait
+    # below can give up on a server that went away (a sampler would wait for it forever).
+    pending = {self._pool.submit(self._fill, task, table, out, task_rows): task
+               for task, task_rows in rows.items()}
+    down_since = None
+    while pending:
+      done, _ = concurrent.futures.wait(pending, timeout=self._timeout_s,
+                                        return_when=concurrent.futures.FIRST_EXCEPTION)
+      for future in done:
+        task = pending.pop(future)
+        if future.exception() is not None:
+          self._samplers.pop((task, table), None)
+          raise future.exception()
+      if not pending or done:
+        down_since = None
+        continue
+      try:  # Nothing arrived for timeout_s: is the server there?
+        self._server_info()
+        down_since = None
+      except ConnectionError:
+        down_since = down_since or time.monotonic() - self._timeout_s
+        if time.monotonic() - down_since > self._reconnect_timeout_s:
+          for task in pending.values():  # Their threads stay blocked in the old samplers.
+            self._samplers.pop((task, table), None)
+          raise ConnectionError(
+              f"Reverb server at {self.address} went away while sampling "
+              f"{self.table_name(next(iter(pending.values())), table)} and did not come "
+              f"back within {self._reconnect_timeout_s:g} s") from None
+        logging.warning("Reverb server at %s does not answer; sampling waits for it "
+                        "(up to %g s)", self.address, self._reconnect_timeout_s)
     return self._unpack(out)
 
   # --- Sizes -------------------------------------------------------------------------------
@@ -283,7 +383,10 @@ class ReverbTaskTables(TaskTables):
 
   def _write_checkpoint(self, path: str) -> Dict[str, Any]:
     sizes = self.sizes()
-    written = self._client.checkpoint()
+    try:
+      written = self._client.checkpoint()
+    except RuntimeError as e:
+      raise ConnectionError(f"Reverb server at {self.address} did not checkpoint: {e}") from e
     if self._external:
       # The files are on the server's machine: record where they are.
       return {"external_checkpoint": written, "sizes": sizes.tolist()}
