@@ -22,14 +22,16 @@ def _bench(*args):
 
 def test_quick_stages_write_consistent_rows(tmp_path):
   out = tmp_path / "bench.json"
-  proc = _bench("--only", "relabeling", "--only", "memory", "--quick", "--out", str(out))
+  proc = _bench("--only", "relabeling", "--only", "memory", "--only", "distributed collection",
+                "--quick", "--out", str(out))
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(out) as f:
     result = json.load(f)
   assert result["quick"] is True
   assert result["machine"]["cpus"] >= 1
   rows = result["rows"]
-  assert [row["stage"] for row in rows] == ["relabeling", "memory replay peak RSS"]
+  assert [row["stage"] for row in rows] == ["relabeling", "memory replay peak RSS",
+                                            "distributed collection, 1 collector"]
   for row in rows:
     assert set(KEYS) <= set(row), row
     assert isinstance(row["stage"], str) and isinstance(row["goal"], str)
