@@ -57,8 +57,9 @@ _REVERB_DIR = "reverb"
 _SAMPLER_BUFFER = 64  # Rows a sampler fetches ahead of `sample`.
 _SAMPLING_THREADS = 4  # Tasks sampled at once.
 _UNLIMITED = 2**62  # A sampler's sample budget: it stays open until closed.
-_FLUSH_EVERY = 16  # Items a writer may have in flight before `add` waits for the server
-# (more, and Reverb logs "the number of pending items is alarmingly high" for every flush).
+_FLUSH_EVERY = 24  # Items a writer may have in flight before `add` waits for the server
+# (an add puts up to as many again in the queue: at 50 pending Reverb logs "the number of
+# pending items is alarmingly high" every 10 items).
 
 
 def make_reverb_tables(num_tasks: int, observation_dim: int, action_dim: int,
