@@ -390,3 +390,45 @@ def test_reverb_external_server(tmp_path):
       if t is not None:
         t.close()
     server.stop()
+
+
+def test_reverb_server_that_goes_away_gives_a_connection_error(tmp_path):
+  """A server in another process (as in a distributed run), SIGKILLed: `sample` and `add`
+  give up after reconnect_timeout_s with one line naming it, where a Reverb sampler or
+  writer alone would wait forever; the process can still exit."""
+  import signal
+  import subprocess
+  import sys
+  import time
+  from mier_tf.distributed import launch
+  from mier_tf.replay import ReverbTaskTables
+  port = launch.free_port()
+  server = subprocess.Popen([sys.executable, "-c", (
+      "import time, reverb; from mier_tf.replay import make_reverb_tables; "
+      f"s = reverb.Server(make_reverb_tables(2, {OBS}, {ACT}, 50, 100), port={port}); "
+      "time.sleep(600)")], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  tables = None
+  try:
+    deadline = time.monotonic() + 120
+    while tables is None:
+      try:
+        tables = ReverbTaskTables(2, OBS, ACT, 50, 100, address=f"localhost:{port}",
+                                  timeout_s=1, reconnect_timeout_s=2)
+      except ConnectionError:
+        assert time.monotonic() < deadline and server.poll() is None, "server did not start"
+    tables.add(0, "full", transitions(0, range(5)))
+    assert all_serials(tables, 0, "full", draws=50) == set(range(5))  # a sampler is open
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    for call, doing in ((lambda: tables.sample([0, 0], "full", 8), "sampling task000_full"),
+                        (lambda: tables.add(1, "adapt", transitions(1, [1])), "adding")):
+      start = time.monotonic()
+      with pytest.raises(ConnectionError, match=f"localhost:{port} went away while {doing} "
+                                                "and did not come back within 2 s"):
+        call()
+      assert time.monotonic() - start < 30
+  finally:
+    if server.poll() is None:
+      server.kill()
+    if tables is not None:
+      tables.close()

@@ -286,18 +286,27 @@ class ReverbTaskTables(TaskTables):
         return
       except reverb.errors.DeadlineExceededError:
         pass
-      try:  # Nothing confirmed for timeout_s: is the server there?
-        self._server_info()
-        down_since = None
+      try:  # Nothing confirmed for timeout_s.
+        down_since = self._still_there(down_since, "adding")
       except ConnectionError:
-        down_since = down_since or time.monotonic() - self._timeout_s
-        if time.monotonic() - down_since > self._reconnect_timeout_s:
-          self._writer = None  # It cannot be flushed or closed any more.
-          raise ConnectionError(
-              f"Reverb server at {self.address} went away while adding to it and did "
-              f"not come back within {self._reconnect_timeout_s:g} s") from None
-        logging.warning("Reverb server at %s does not answer; adding waits for it (up to "
-                        "%g s)", self.address, self._reconnect_timeout_s)
+        self._writer = None  # It cannot be flushed or closed any more.
+        raise
+
+  def _still_there(self, down_since: Optional[float], doing: str) -> Optional[float]:
+    """After a wait of timeout_s that brought nothing: None if the server answers, else since
+    when it has not; a ConnectionError once that is reconnect_timeout_s."""
+    try:
+      self._server_info()
+      return None
+    except ConnectionError:
+      down_since = down_since or time.monotonic() - self._timeout_s
+      if time.monotonic() - down_since > self._reconnect_timeout_s:
+        raise ConnectionError(
+            f"Reverb server at {self.address} went away while {doing} and did not come "
+            f"back within {self._reconnect_timeout_s:g} s") from None
+      logging.warning("Reverb server at %s does not answer; %s waits for it (up to %g s)",
+                      self.address, doing, self._reconnect_timeout_s)
+      return down_since
 
   # --- Sampling ----------------------------------------------------------------------------
 
@@ -351,20 +360,13 @@ class ReverbTaskTables(TaskTables):
       if not pending or done:
         down_since = None
         continue
-      try:  # Nothing arrived for timeout_s: is the server there?
-        self._server_info()
-        down_since = None
+      try:  # Nothing arrived for timeout_s.
+        down_since = self._still_there(
+            down_since, f"sampling {self.table_name(next(iter(pending.values())), table)}")
       except ConnectionError:
-        down_since = down_since or time.monotonic() - self._timeout_s
-        if time.monotonic() - down_since > self._reconnect_timeout_s:
-          for task in pending.values():  # Their threads stay blocked in the old samplers.
-            self._samplers.pop((task, table), None)
-          raise ConnectionError(
-              f"Reverb server at {self.address} went away while sampling "
-              f"{self.table_name(next(iter(pending.values())), table)} and did not come "
-              f"back within {self._reconnect_timeout_s:g} s") from None
-        logging.warning("Reverb server at %s does not answer; sampling waits for it "
-                        "(up to %g s)", self.address, self._reconnect_timeout_s)
+        for task in pending.values():  # Their threads stay blocked in the old samplers.
+          self._samplers.pop((task, table), None)
+        raise
     return self._unpack(out)
 
   # --- Sizes -------------------------------------------------------------------------------
