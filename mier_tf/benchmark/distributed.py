@@ -43,8 +43,10 @@ def _config(sizes: Sizes) -> List[str]:
 
 def _parse(config: Sequence[str], extra: Sequence[str] = ()) -> None:
   # Every configurable of the config is registered before gin parses it.
-  from mier_tf.distributed import collector, learner, server  # pylint: disable=import-outside-toplevel,unused-import
-  from mier_tf.train import job  # pylint: disable=import-outside-toplevel,unused-import
+  # pylint: disable=import-outside-toplevel,unused-import
+  from mier_tf.distributed import collector, learner, server
+  from mier_tf.train import job
+  # pylint: enable=import-outside-toplevel,unused-import
   gin.clear_config()
   gin.add_config_file_search_path(cli.REPO_GIN_DIR)
   files = [os.path.join(_REPO, c.split("=", 1)[1]) for c in config if c.startswith("--gin_file")]
@@ -94,9 +96,11 @@ def _status(root: str, index: int) -> Dict[str, object]:
 
 def _distributed_rate(config: Sequence[str], num_collectors: int, seconds: float,
                       root: str) -> float:
-  from tf_agents.experimental.distributed import reverb_variable_container  # pylint: disable=import-outside-toplevel
-  from mier_tf.distributed import common, launch  # pylint: disable=import-outside-toplevel
-  from mier_tf.train import meta_train  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from tf_agents.experimental.distributed import reverb_variable_container
+  from mier_tf.distributed import common, launch
+  from mier_tf.train import meta_train
+  # pylint: enable=import-outside-toplevel
   root = os.path.join(root, f"collectors_{num_collectors}")
   config = list(config) + ["--gin_bindings=RateLimit.slack_train_steps=1e9"]
   port = launch.free_port()

@@ -161,7 +161,7 @@ def collect(root_dir: str, server: str, index: int = 0, num_collectors: int = 1,
           if stop.is_set():
             break
       failures = 0
-    except (RuntimeError, tf.errors.OpError, reverb.errors.ReverbError) as e:
+    except (ConnectionError, RuntimeError, tf.errors.OpError, reverb.errors.ReverbError) as e:
       failures += 1
       if failures > _MAX_FAILED_ROUNDS:
         raise

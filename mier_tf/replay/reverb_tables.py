@@ -324,8 +324,9 @@ class ReverbTaskTables(TaskTables):
     while missing:
       info = self._server_info()
       empty = [t for t in missing if info[self.table_name(t, table)].current_size == 0]
+      binding = self._client._client  # pylint: disable=protected-access  (Reverb's own)
       for task in sorted(set(missing) - set(empty)):
-        self._samplers[(task, table)] = self._client._client.NewSampler(  # pylint: disable=protected-access
+        self._samplers[(task, table)] = binding.NewSampler(
             self.table_name(task, table), _UNLIMITED, _SAMPLER_BUFFER)
       missing = empty
       if missing and time.monotonic() > deadline:
