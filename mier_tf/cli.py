@@ -6,7 +6,7 @@ import logging
 import os
 import re
 import sys
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import gin
 
@@ -195,6 +195,22 @@ def one_line_errors() -> Iterator[None]:
     where = f"{e.filename}: " if e.filename else ""
     sys.stderr.write(f"error: {where}{e.strerror or e}\n")
     sys.exit(2)
+
+
+def define_run_flags(example_config: str, root_dir_help: str) -> None:
+  """--gin_file, --gin_bindings, --root_dir and --seed: how train.py and launch.py name a run."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_multi_string("gin_file", [], f"Gin config file(s), e.g. {example_config}.")
+  flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings overriding the files.")
+  flags.DEFINE_string("root_dir", None, root_dir_help)
+  flags.DEFINE_integer("seed", None, "Seeds everything (binds MetaTrainingRun.seed and "
+                       "adapt_ood.seed); default: the config's.")
+
+
+def parse_run_flags(flag_values) -> Tuple[str, List[str]]:
+  """Parses the gin of `define_run_flags`' flags; returns (root_dir, the bindings used)."""
+  bindings = list(flag_values.gin_bindings) + seed_bindings(flag_values.seed)
+  return parse_gin(flag_values.gin_file, bindings, flag_values.root_dir), bindings
 
 
 def define_export_flags() -> None:

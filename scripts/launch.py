@@ -22,11 +22,8 @@ from absl import flags
 
 from mier_tf import cli
 
-flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), e.g. gin/quickstart.gin.")
-flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings overriding the files.")
-flags.DEFINE_string("root_dir", None, "The run's directory (default runs/<config>__s<seed>__"
-                    "<time>); a collector's own directory with --role=collector.")
-flags.DEFINE_integer("seed", None, "Seeds everything (as scripts/train.py's --seed).")
+cli.define_run_flags("gin/quickstart.gin", "The run's directory (default runs/<config>__s<seed>"
+                     "__<time>); a collector's own directory with --role=collector.")
 flags.DEFINE_enum("role", "all", ["all", "server", "collector", "learner"],
                   "all: every role on this machine; or one role.")
 flags.DEFINE_integer("collectors", 2, "Number of collectors (all: started; collector: how "
@@ -46,8 +43,7 @@ def main(argv):
   # The roles' configurables (and meta-training's) are registered before gin parses.
   from mier_tf.distributed import collector, launch, learner, server  # pylint: disable=g-import-not-at-top
   with cli.one_line_errors():
-    bindings = list(FLAGS.gin_bindings) + cli.seed_bindings(FLAGS.seed)
-    root_dir = cli.parse_gin(FLAGS.gin_file, bindings, FLAGS.root_dir)
+    root_dir, bindings = cli.parse_run_flags(FLAGS)
     if FLAGS.role in ("collector", "learner") and not FLAGS.server:
       raise cli.UsageError(f"--role={FLAGS.role} needs --server=host:port")
     if FLAGS.role == "all":

@@ -13,12 +13,8 @@ from absl import flags
 
 from mier_tf import cli
 
-flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), e.g. gin/cheetah_vel_hard.gin.")
-flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings overriding the files.")
-flags.DEFINE_string("root_dir", None,
-                    "Output directory (default runs/<config>__s<seed>__<time>).")
-flags.DEFINE_integer("seed", None, "Seeds everything (binds MetaTrainingRun.seed and "
-                     "adapt_ood.seed); default: the config's.")
+cli.define_run_flags("gin/cheetah_vel_hard.gin",
+                     "Output directory (default runs/<config>__s<seed>__<time>).")
 FLAGS = flags.FLAGS
 
 
@@ -26,8 +22,7 @@ def main(argv):
   del argv
   from mier_tf.train import job  # pylint: disable=g-import-not-at-top
   with cli.one_line_errors():
-    bindings = list(FLAGS.gin_bindings) + cli.seed_bindings(FLAGS.seed)
-    root_dir = cli.parse_gin(FLAGS.gin_file, bindings, FLAGS.root_dir)
+    root_dir, _ = cli.parse_run_flags(FLAGS)
     text = job.train_and_adapt(root_dir)
   print(text, flush=True)
 
