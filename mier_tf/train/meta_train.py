@@ -17,9 +17,12 @@ random state) is checkpointed every `checkpoint_interval` epochs; re-running on 
 root_dir continues from the last checkpoint.
 """
 import logging
+import math
 import os
+import re
+import shutil
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import gin
 import numpy as np
@@ -450,6 +453,7 @@ def meta_train(
     max_env_steps: Optional[int] = None,
     export_at_end: bool = True,
     export_interval: Optional[int] = None,
+    milestones: Sequence[float] = (),
     on_start: Optional[Callable[["MetaTrainingRun"], None]] = None,
 ) -> MetaTrainingRun:
   """Meta-trains MIER (Algorithm 1); resumes from root_dir's last checkpoint if there is one.
@@ -464,6 +468,9 @@ def meta_train(
     export_at_end: write the policy and model SavedModels when training ends (export/).
     export_interval: also export them every this many epochs to export/step_<env_steps>/
       (None: only at the end).
+    milestones: fractions of the run's planned epochs (`planned_epochs`) at which a whole
+      checkpoint is kept in ROOT/milestones/step_<env_steps>/, a directory that evaluation
+      and Algorithm 2 open like a run's (the paper's budget campaign: 0.25, 0.5, 0.75).
     on_start: called with the run once it is built and restored, before it writes anything
       (e.g. to save the gin config).
 
@@ -478,6 +485,15 @@ def meta_train(
   if export_interval is not None:
     _require_int("meta_train.export_interval", export_interval, 1)
   run, resumed = open_run(root_dir, on_start)
+  planned = planned_epochs(run, num_epochs, max_env_steps)
+  milestone_epochs = {max(1, int(round(f * planned))) for f in milestones}
+  for fraction in milestones:
+    if not 0 < fraction < 1:
+      raise ValueError(f"meta_train.milestones are fractions of the budget in (0, 1); got "
+                       f"{fraction!r}")
+  # A kill between a milestone's checkpoint and its copy: the copy is made now.
+  if resumed and int(run.epoch.numpy()) in milestone_epochs:
+    save_milestone(run)
   if not resumed:
     logging.info("Initial exploration of %d training tasks", len(run.family.train_tasks))
     start = time.perf_counter()
@@ -486,7 +502,8 @@ def meta_train(
     run.checkpointer.save(run.rng, run.host_state())
 
   run.epochs_run = 0
-  total = num_epochs * run.train_steps_per_epoch
+  started, first_epoch = time.perf_counter(), int(run.epoch.numpy())
+  total = planned * run.train_steps_per_epoch
   with logging_redirect_tqdm(), tqdm.tqdm(
       total=total, initial=int(run.epoch.numpy()) * run.train_steps_per_epoch,
       desc=f"meta-train {run.family.name}", unit="step", dynamic_ncols=True) as bar:
@@ -507,10 +524,85 @@ def meta_train(
       # Before the checkpoint: a kill between the two redoes the epoch and its export.
       if export_interval is not None and epoch % export_interval == 0:
         _export(run, os.path.join(root_dir, "export", f"step_{int(run.env_steps.numpy())}"))
-      if epoch % checkpoint_interval == 0 or last:
+      if epoch % checkpoint_interval == 0 or last or epoch in milestone_epochs:
         run.checkpointer.save(run.rng, run.host_state())
+        write_progress(run, planned, max_env_steps, time.perf_counter() - started,
+                       epoch - first_epoch)
+        if epoch in milestone_epochs:
+          save_milestone(run)
   finish_run(run, export_at_end)
   return run
+
+
+def planned_epochs(run: MetaTrainingRun, num_epochs: int, max_env_steps: Optional[int]) -> int:
+  """The epochs the run will train: num_epochs, or fewer where max_env_steps ends it first."""
+  if max_env_steps is None:
+    return num_epochs
+  initial = (len(run.family.train_tasks) * run.prior_steps * run.num_initial_rounds)
+  per_epoch = run.tasks_per_epoch * (run.prior_steps + run.posterior_steps)
+  return min(num_epochs, max(1, math.ceil((max_env_steps - initial) / per_epoch)))
+
+
+PROGRESS = "progress.json"
+
+
+def write_progress(run: MetaTrainingRun, planned: int, max_env_steps: Optional[int],
+                   seconds: float, epochs: int) -> None:
+  """ROOT/progress.json at each checkpoint: where the run is, for status views (the
+  campaign's). Not read back by training: a run resumes from its checkpoint alone."""
+  files_path = os.path.join(run.root_dir, PROGRESS)
+  run_dir.atomic_write_json(files_path, {
+      "family": run.family.name, "epoch": int(run.epoch.numpy()), "planned_epochs": planned,
+      "env_steps": int(run.env_steps.numpy()), "max_env_steps": max_env_steps,
+      "train_step": int(run.train_step.numpy()),
+      "seconds_per_epoch": seconds / epochs if epochs else None,
+      "updated": time.time()})
+
+
+MILESTONES = "milestones"
+_COPIED_FILES = ("run.json", run_dir.RUN_CONFIG, "operative_config.gin")
+
+
+def milestone_dirs(root_dir: str) -> list:
+  """ROOT/milestones/step_<env_steps> directories, by env steps."""
+  parent = os.path.join(root_dir, MILESTONES)
+  if not os.path.isdir(parent):
+    return []
+  names = [n for n in os.listdir(parent) if n.startswith("step_") and n[5:].isdigit()]
+  return [os.path.join(parent, n) for n in sorted(names, key=lambda n: int(n[5:]))]
+
+
+def save_milestone(run: MetaTrainingRun) -> str:
+  """Keeps the run's latest checkpoint in ROOT/milestones/step_<env_steps>/ (hard links; the
+  directory appears whole, by one rename), with the run's identity files, so that it opens
+  as a run directory of its own. Returns the directory."""
+  target = os.path.join(run.root_dir, MILESTONES, f"step_{int(run.env_steps.numpy())}")
+  if os.path.isdir(target):
+    return target
+  source = os.path.join(run.root_dir, "checkpoints")
+  latest = run.checkpointer.manager.latest_checkpoint
+  number = re.search(r"ckpt-(\d+)$", latest).group(1)
+  tmp = f"{target}.tmp{os.getpid()}"
+  shutil.rmtree(tmp, ignore_errors=True)
+  checkpoints_dir = os.path.join(tmp, "checkpoints")
+  os.makedirs(checkpoints_dir)
+  for name in os.listdir(source):
+    if name.startswith(f"ckpt-{number}.") or name in (f"replay_{number}",
+                                                       f"host_{number}.json"):
+      src = os.path.join(source, name)
+      if os.path.isdir(src):
+        shutil.copytree(src, os.path.join(checkpoints_dir, name), copy_function=os.link)
+      else:
+        os.link(src, os.path.join(checkpoints_dir, name))
+  run_dir.atomic_write(os.path.join(checkpoints_dir, "checkpoint"),
+                       f'model_checkpoint_path: "ckpt-{number}"\n'
+                       f'all_model_checkpoint_paths: "ckpt-{number}"\n')
+  for name in _COPIED_FILES:
+    if os.path.exists(os.path.join(run.root_dir, name)):
+      shutil.copy(os.path.join(run.root_dir, name), os.path.join(tmp, name))
+  os.rename(tmp, target)
+  logging.info("Milestone at %d env steps kept in %s", int(run.env_steps.numpy()), target)
+  return target
 
 
 def finish_run(run: MetaTrainingRun, export_at_end: bool) -> None:

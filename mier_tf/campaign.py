@@ -1,0 +1,224 @@
+"""Campaigns: sets of long runs that outlive a session (the paper's budget, issue #23).
+
+A campaign is a list of (config, seed) runs. `scripts/campaign.py start` launches one
+supervisor in the background, at the lowest priority (nice 19), that runs every unfinished
+run of the campaign, `parallel` at a time, each pinned to a core of its own (a pinned run
+uses one TensorFlow thread, the same in every session, so a resumed run is bit-identical to
+an uninterrupted one on the same machine). A run is `scripts/train.py` itself on
+RUNS/<config>_s<seed>: killed at any moment, it resumes from its last checkpoint the next
+time the campaign starts; a finished one says so and changes nothing. `start` may be called
+any number of times: while a supervisor holds RUNS/campaign.lock, it does nothing.
+
+`scripts/campaign.py status` shows each run's family, seed, samples done, ETA, milestones
+kept, and whether its results are committed in docs/results/<campaign>/.
+"""
+import dataclasses
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOCK = "campaign.lock"
+LOG = "campaign.log"
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignRun:
+  config: str   # a gin file's name in gin/, without .gin
+  seed: int
+
+  @property
+  def name(self) -> str:
+    return f"{self.config}_s{self.seed}"
+
+
+def _runs(configs: Sequence[str], seeds: Sequence[int]) -> List[CampaignRun]:
+  """Seed-major order: every family's seed 0 before any seed 1."""
+  return [CampaignRun(c, s) for s in seeds for c in configs]
+
+
+# In the order they start: both cheetah families first (three seeds each), then one seed of
+# each ant family, then the ant seeds that complete three.
+CAMPAIGNS: Dict[str, List[CampaignRun]] = {
+    "paper": (_runs(["cheetah_vel_hard_paper", "cheetah_negjoints_paper"], [0, 1, 2]) +
+              _runs(["ant_dir_ood_paper", "ant_negjoints_paper"], [0, 1, 2])),
+    # Seconds long: what the tests run.
+    "smoke": _runs(["smoke"], [0, 1]),
+}
+
+
+def campaign_names() -> List[str]:
+  return sorted(CAMPAIGNS)
+
+
+def get_campaign(name: str) -> List[CampaignRun]:
+  if name not in CAMPAIGNS:
+    raise ValueError(f"unknown campaign {name!r}; campaigns: {', '.join(campaign_names())}")
+  return CAMPAIGNS[name]
+
+
+def default_runs_dir(name: str) -> str:
+  """Outside the repository, under the user's home: ~/mier_runs/<campaign>."""
+  return os.path.join(os.path.expanduser("~"), "mier_runs", name)
+
+
+def train_command(run: CampaignRun, runs_dir: str) -> List[str]:
+  """The command a user would type for the run (it resumes if the run exists)."""
+  return [sys.executable, os.path.join(REPO, "scripts", "train.py"),
+          f"--gin_file={os.path.join(REPO, 'gin', run.config + '.gin')}",
+          f"--seed={run.seed}", f"--root_dir={os.path.join(runs_dir, run.name)}"]
+
+
+def _read_json(path: str) -> Optional[dict]:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def is_finished(run: CampaignRun, runs_dir: str) -> bool:
+  return os.path.exists(os.path.join(runs_dir, run.name, "finished.json"))
+
+
+def supervisor_pid(runs_dir: str) -> Optional[int]:
+  """The PID of the supervisor holding RUNS/campaign.lock, or None if there is none."""
+  path = os.path.join(runs_dir, LOCK)
+  if not os.path.exists(path):
+    return None
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+  except BlockingIOError:
+    text = os.read(fd, 32).decode(errors="replace").strip()
+    os.close(fd)
+    return int(text) if text.isdigit() else -1
+  fcntl.flock(fd, fcntl.LOCK_UN)
+  os.close(fd)
+  return None
+
+
+def start(name: str, runs_dir: str, parallel: int = 2) -> str:
+  """Launches the campaign's supervisor in the background unless one runs; returns a line."""
+  get_campaign(name)
+  os.makedirs(runs_dir, exist_ok=True)
+  pid = supervisor_pid(runs_dir)
+  if pid is not None:
+    return f"campaign {name} is already running (supervisor PID {pid}) in {runs_dir}"
+  log = open(os.path.join(runs_dir, LOG), "a")
+  process = subprocess.Popen(
+      ["nice", "-n", "19", sys.executable, os.path.join(REPO, "scripts", "campaign.py"),
+       "supervise", f"--campaign={name}", f"--runs_dir={runs_dir}", f"--parallel={parallel}"],
+      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
+      start_new_session=True)
+  return (f"campaign {name} started in the background (supervisor PID {process.pid}, nice 19, "
+          f"{parallel} runs at a time) in {runs_dir}; log {os.path.join(runs_dir, LOG)}")
+
+
+def _log(message: str) -> None:
+  print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
+
+
+def supervise(name: str, runs_dir: str, parallel: int = 2) -> int:
+  """Runs every unfinished run of the campaign, `parallel` at a time, each pinned to a core.
+
+  Holds RUNS/campaign.lock while it lives. A run that fails is logged and not retried by this
+  supervisor (the next `start` tries it again). Returns the number of failed runs.
+  """
+  runs = get_campaign(name)
+  os.makedirs(runs_dir, exist_ok=True)
+  fd = os.open(os.path.join(runs_dir, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    _log(f"another supervisor holds {os.path.join(runs_dir, LOCK)}; nothing to do")
+    return 0
+  os.ftruncate(fd, 0)
+  os.write(fd, str(os.getpid()).encode())
+  cores = sorted(os.sched_getaffinity(0))
+  pending = [r for r in runs if not is_finished(r, runs_dir)]
+  running: Dict[int, tuple] = {}  # core -> (run, process)
+  failed = 0
+  _log(f"campaign {name}: {len(pending)} of {len(runs)} runs to do, {parallel} at a time")
+  while pending or running:
+    for core, (run, process) in list(running.items()):
+      code = process.poll()
+      if code is None:
+        continue
+      del running[core]
+      if code == 0:
+        _log(f"{run.name}: finished")
+      else:
+        failed += 1
+        _log(f"{run.name}: exited with {code} (see {os.path.join(runs_dir, run.name + '.log')})")
+    free = [c for c in cores[:parallel] if c not in running] if len(cores) >= parallel else (
+        [] if running else [cores[0]])
+    while pending and free:
+      run, core = pending.pop(0), free.pop(0)
+      log = open(os.path.join(runs_dir, run.name + ".log"), "a")
+      env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+      process = subprocess.Popen(
+          train_command(run, runs_dir), stdout=log, stderr=subprocess.STDOUT,
+          stdin=subprocess.DEVNULL, cwd=REPO, env=env,
+          preexec_fn=lambda core=core: os.sched_setaffinity(0, {core}))
+      running[core] = (run, process)
+      _log(f"{run.name}: started on core {core} (PID {process.pid})")
+    time.sleep(5)
+  _log(f"campaign {name}: done ({failed} failed)")
+  return failed
+
+
+def committed_dir(name: str, run: CampaignRun) -> str:
+  return os.path.join(REPO, "docs", "results", name, run.name)
+
+
+def status(name: str, runs_dir: str, now: Optional[float] = None) -> List[dict]:
+  """One row per run of the campaign: where it stands (from ROOT/progress.json)."""
+  now = time.time() if now is None else now
+  rows = []
+  for run in get_campaign(name):
+    root = os.path.join(runs_dir, run.name)
+    progress = _read_json(os.path.join(root, "progress.json")) or {}
+    milestones = sorted(int(n[5:]) for n in os.listdir(os.path.join(root, "milestones"))
+                        if n.startswith("step_") and n[5:].isdigit()) if os.path.isdir(
+                            os.path.join(root, "milestones")) else []
+    epoch, planned = progress.get("epoch"), progress.get("planned_epochs")
+    per_epoch = progress.get("seconds_per_epoch")
+    eta = (planned - epoch) * per_epoch if None not in (epoch, planned, per_epoch) else None
+    if is_finished(run, runs_dir):
+      state = "finished"
+    elif os.path.isdir(root):
+      updated = progress.get("updated")
+      state = "started" if updated is None else f"checkpoint {(now - updated) / 60:.0f} min ago"
+    else:
+      state = "not started"
+    rows.append({"run": run.name, "config": run.config, "seed": run.seed,
+                 "family": progress.get("family"), "env_steps": progress.get("env_steps"),
+                 "max_env_steps": progress.get("max_env_steps"), "epoch": epoch,
+                 "planned_epochs": planned, "eta_hours": None if eta is None else eta / 3600,
+                 "milestones": milestones, "state": state,
+                 "committed": os.path.isdir(committed_dir(name, run))})
+  return rows
+
+
+def format_status(name: str, runs_dir: str, rows: List[dict]) -> str:
+  pid = supervisor_pid(runs_dir)
+  lines = [f"campaign {name} in {runs_dir}: " +
+           (f"supervisor running (PID {pid})" if pid else "no supervisor running "
+            "(scripts/campaign.py start)"),
+           f"{'run':32} {'samples done':>24} {'ETA h':>6} {'milestones':>18}  "
+           f"{'committed':9}  state"]
+  for r in rows:
+    done = ("-" if r["env_steps"] is None else
+            f"{r['env_steps']:,} / " + (f"{r['max_env_steps']:,}" if r["max_env_steps"] else "-"))
+    eta = "-" if r["eta_hours"] is None else f"{r['eta_hours']:.1f}"
+    ms = ",".join(f"{m // 1000}k" for m in r["milestones"]) or "-"
+    lines.append(f"{r['run']:32} {done:>24} {eta:>6} {ms:>18}  "
+                 f"{'yes' if r['committed'] else 'no':9}  {r['state']}")
+  lines.append("ETA: of one run alone on its core, from its last epochs' pace; samples are "
+               "meta-training environment steps (the paper's budget: 1.5M, ant_negjoints 2.5M).")
+  return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""The paper's budget as a campaign of runs that outlive a session (mier_tf/campaign.py).
+
+    python scripts/campaign.py start            # start or resume every unfinished run, in the
+                                                # background at nice 19; safe to repeat
+    python scripts/campaign.py status           # each run: samples done, ETA, milestones
+    python scripts/campaign.py plan             # the runs and the commands they are
+
+--runs_dir defaults to ~/mier_runs/<campaign> (outside the repository).
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from mier_tf import campaign
+from mier_tf import cli
+
+flags.DEFINE_string("campaign", "paper", f"One of: {', '.join(campaign.campaign_names())}.")
+flags.DEFINE_string("runs_dir", None, "Where the runs go (default ~/mier_runs/<campaign>).")
+flags.DEFINE_integer("parallel", 2, "Runs at a time, each pinned to one core.")
+FLAGS = flags.FLAGS
+ACTIONS = ("start", "status", "plan", "supervise")
+
+
+def main(argv):
+  with cli.one_line_errors():
+    if len(argv) != 2 or argv[1] not in ACTIONS:
+      raise cli.UsageError(f"usage: scripts/campaign.py {{{'|'.join(ACTIONS[:3])}}} "
+                           f"[--campaign=NAME] [--runs_dir=DIR]")
+    if FLAGS.parallel < 1:
+      raise cli.UsageError(f"--parallel must be >= 1; got {FLAGS.parallel}")
+    try:
+      runs = campaign.get_campaign(FLAGS.campaign)
+    except ValueError as e:
+      raise cli.UsageError(str(e)) from None
+    runs_dir = os.path.abspath(os.path.expanduser(
+        FLAGS.runs_dir or campaign.default_runs_dir(FLAGS.campaign)))
+    action = argv[1]
+    if action == "start":
+      print(campaign.start(FLAGS.campaign, runs_dir, FLAGS.parallel))
+    elif action == "status":
+      print(campaign.format_status(FLAGS.campaign, runs_dir,
+                                   campaign.status(FLAGS.campaign, runs_dir)))
+    elif action == "plan":
+      for run in runs:
+        print(f"{run.name}: " + " ".join(campaign.train_command(run, runs_dir)[1:]))
+    else:
+      return 1 if campaign.supervise(FLAGS.campaign, runs_dir, FLAGS.parallel) else 0
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
