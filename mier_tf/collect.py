@@ -5,7 +5,7 @@ concatenated with task i's context. Episodes end at the 200-step limit (a trunca
 discount stays 1) or at a real termination (discount 0); an ended episode restarts at once,
 so every task yields exactly `num_steps` transitions.
 """
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -39,8 +39,9 @@ class MultiTaskCollector:
     env.unwrapped.set_task(task)
     return env
 
-  def _reset(self, slot: int) -> np.ndarray:
-    obs, _ = self._envs[slot].reset(seed=int(self._rngs[slot].integers(2**31 - 1)))
+  def _reset(self, slot: int, rngs=None) -> np.ndarray:
+    rng = (rngs or self._rngs)[slot]
+    obs, _ = self._envs[slot].reset(seed=int(rng.integers(2**31 - 1)))
     return np.asarray(obs, np.float32)
 
   def get_state(self) -> list:
@@ -52,7 +53,8 @@ class MultiTaskCollector:
       rng.bit_generator.state = s
 
   def collect(self, tasks: Sequence, contexts: np.ndarray, num_steps: int,
-              actor: Actor) -> Tuple[List[Transitions], List[List[float]]]:
+              actor: Actor, reset_rngs: Optional[Sequence[np.random.Generator]] = None
+              ) -> Tuple[List[Transitions], List[List[float]]]:
     """Collects `num_steps` transitions for each task, starting fresh episodes.
 
     Args:
@@ -61,6 +63,9 @@ class MultiTaskCollector:
       num_steps: transitions to collect per task.
       actor: maps context-augmented observations [B, obs + context] to actions [B, act];
         its `refresh()` is called first (a `NumpyActor` reads the current weights there).
+      reset_rngs: one generator per task drawing the seeds of that task's resets, instead
+        of the slots' own (the evaluation protocol: a task's start states then depend on
+        the task alone, `mier_tf.train.evaluation`).
 
     Returns:
       (transitions, returns): per task a dict of arrays [num_steps, ...] with keys
@@ -76,7 +81,9 @@ class MultiTaskCollector:
     k = len(tasks)
     contexts = np.asarray(contexts, np.float32).reshape(k, -1)
     envs = [self._env(i, task) for i, task in enumerate(tasks)]
-    obs = np.stack([self._reset(i) for i in range(k)])
+    if reset_rngs is not None and len(reset_rngs) != k:
+      raise ValueError(f"{len(reset_rngs)} reset generators for {k} tasks")
+    obs = np.stack([self._reset(i, reset_rngs) for i in range(k)])
     obs_dim, act_dim = obs.shape[1], self.family.action_dim
     out = dict(
         observation=np.empty((k, num_steps, obs_dim), np.float32),
@@ -100,7 +107,7 @@ class MultiTaskCollector:
         if terminated or truncated:
           returns[i].append(float(running[i]))
           running[i] = 0.0
-          next_obs = self._reset(i)
+          next_obs = self._reset(i, reset_rngs)
         obs[i] = next_obs
     per_task = [{key: value[i] for key, value in out.items()} for i in range(k)]
     return per_task, returns

@@ -2,7 +2,7 @@
 
 * **standing still**: one episode of zero actions (the floor: doing nothing);
 * **oracle, MIER's data**: SAC from scratch on the test task alone, given what MIER's
-  adaptation (Algorithm 2) was given of that task: `adapt_data_steps` real transitions
+  adaptation (Algorithm 2) was given of that task: the protocol's N (`EvalProtocol.adapt_steps`) real transitions
   (collected by the untrained policy) and as many SAC updates as the relabeling phase made
   (`num_epochs x steps_per_epoch x updates_per_step`), on those transitions only. What
   plain RL makes of the same real data without a meta-trained model or policy.

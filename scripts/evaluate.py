@@ -1,14 +1,15 @@
-"""Evaluates exported SavedModels on a task family; prints JSON returns on stdout.
+"""Evaluates a run's export on a task family under the evaluation protocol (MIER-wR).
 
-    python scripts/evaluate.py --root_dir=runs/X --split=test --num_episodes=3
-    python scripts/evaluate.py --export_dir=runs/X/export --family=cheetah_vel_hard --split=test
+    python scripts/evaluate.py --root_dir=runs/X --split=test
+    python scripts/evaluate.py --export_dir=runs/X/export --family=cheetah_vel_hard --tasks=0,3
 
-Only the SavedModels in export_dir are loaded (policy, collect_policy, model), not the training
-code: for each task, one episode with the prior context and the stochastic policy gives the
-adaptation data, the model's `adapt` signature gives the task's context, and one episode with
-the deterministic policy on concat(state, context) gives the reported return (MIER-wR).
-With --video_dir each task's MIER-wR episode is also rendered to an animated GIF (one more
-episode, so its return, "video_return", may differ from the reported one).
+Only the SavedModel export/agent is loaded (TensorFlow alone, no training code). Per task,
+as in training (mier_tf/train/evaluation.py): N prior-context transitions of the stochastic
+policy are the adaptation data, the export's `identify` gives the task's context, and K
+deterministic episodes from the task's K start states give the return (their mean), beside
+standing still from the same start states. Every draw is seeded by (seed, split, task,
+episode): a task's numbers do not depend on which other tasks are evaluated.
+With --video_dir each task's first episode is also rendered to an animated GIF.
 """
 import json
 import os
@@ -22,10 +23,14 @@ from absl import flags
 from mier_tf import cli
 
 cli.define_export_flags()
-flags.DEFINE_integer("num_episodes", 1, "MIER-wR episodes per task (mean and spread).")
+flags.DEFINE_integer("num_episodes", 3, "K: deterministic episodes per task (the protocol's "
+                     "default, EvalProtocol.episodes).")
+flags.DEFINE_integer("adapt_steps", 400, "N: prior-context transitions per task to adapt on "
+                     "(the protocol's default, EvalProtocol.adapt_steps).")
 flags.DEFINE_enum("split", "test", ["train", "test"], "Which tasks of the family.")
 flags.DEFINE_list("tasks", None, "Task indices in the split (default: all).")
-flags.DEFINE_integer("seed", 0, "Seed of the environment resets.")
+flags.DEFINE_integer("seed", 0, "The protocol's seed (EvalProtocol.seed): start states and "
+                     "exploration noise.")
 flags.DEFINE_string("video_dir", None, "Also write an animated GIF of each task's MIER-wR "
                     "episode there (<split>_task_<i>.gif).")
 FLAGS = flags.FLAGS
@@ -36,13 +41,18 @@ def main(argv):
   from mier_tf.train import evaluation  # pylint: disable=g-import-not-at-top
   with cli.one_line_errors():
     export_dir, family = cli.export_and_family(FLAGS.root_dir, FLAGS.export_dir, FLAGS.family)
-    report = evaluation.evaluate_export(export_dir, family, FLAGS.split, FLAGS.tasks,
-                                        FLAGS.seed, FLAGS.num_episodes)
+    try:
+      protocol = evaluation.EvalProtocol(adapt_steps=FLAGS.adapt_steps,
+                                         episodes=FLAGS.num_episodes, seed=FLAGS.seed)
+    except ValueError as e:
+      raise cli.UsageError(str(e).replace("EvalProtocol.episodes", "--num_episodes")
+                           .replace("EvalProtocol.adapt_steps", "--adapt_steps")) from None
+    report = evaluation.evaluate_export(export_dir, family, FLAGS.split, FLAGS.tasks, protocol)
     if FLAGS.video_dir:
       from mier_tf import video  # pylint: disable=g-import-not-at-top
       for entry in report["tasks"]:
         frames, episode_return = evaluation.render_export(
-            export_dir, family, entry["index"], FLAGS.split, seed=FLAGS.seed)
+            export_dir, family, entry["index"], FLAGS.split, protocol=protocol)
         entry["video"] = video.write_gif(os.path.join(
             FLAGS.video_dir, f"{FLAGS.split}_task_{entry['index']}.gif"), frames)
         entry["video_return"] = episode_return

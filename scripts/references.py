@@ -73,7 +73,9 @@ def main(argv):
     family = envs.get_task_family(bindings["MetaTrainingRun.family"])
     sac_kwargs = {k: bindings[f"create_sac_agent.{k}"] for k in SAC_KEYS
                   if f"create_sac_agent.{k}" in bindings}
-    data_steps = int(bindings["adapt_ood.adapt_data_steps"])
+    # The evaluation protocol's N (runs made before it: adapt_ood.adapt_data_steps).
+    data_steps = int(bindings.get("EvalProtocol.adapt_steps",
+                                  bindings.get("adapt_ood.adapt_data_steps", 400)))
     updates = int(bindings["adapt_ood.num_epochs"] * bindings["adapt_ood.steps_per_epoch"]
                   * bindings["adapt_ood.updates_per_step"])
     batch_size = int(bindings.get("adapt_ood.batch_size", 256))

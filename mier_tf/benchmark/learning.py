@@ -68,7 +68,7 @@ def mier_wr_per_cpu_minute(schedule: str, seed: int, cpu_minutes: float,
   run = meta_train.MetaTrainingRun(root_dir)
   cpu, wall = time.process_time(), time.perf_counter()
   run.collect_initial()
-  still = run.standing_still()
+  still = {split: v.mean(axis=1) for split, v in run.standing_still().items()}
   curve: List[dict] = []
   while True:
     run.collect_epoch()

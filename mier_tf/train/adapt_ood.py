@@ -2,14 +2,15 @@
 
 For one test task, starting from the last meta-training checkpoint (read, never written):
 
-    D_adapt <- collect on the new task with the prior context phi
-    MIER-wR: phi_T <- A(theta, phi, D_adapt); return of pi(. | s, phi_T)
+    D_adapt <- collect on the new task with the prior context phi   (the evaluation protocol's
+               adaptation data: N steps, seeded by the task alone)
+    MIER-wR: phi_T <- A(theta, phi, D_adapt); K protocol episodes of pi(. | s, phi_T)
     phi_T, theta' <- N_fast context steps (alpha, then alpha / 10), then whole-model steps
     for each epoch:
         every `relabel_every` SAC steps:
             states of `relabel_tasks` random meta-training tasks -> Relabel(theta', phi_T, pi)
         SAC steps on batches of 5% D_adapt, 95% relabeled data (policy starts meta-trained)
-        evaluate pi(. | s, phi_T) on the new task
+        evaluate pi(. | s, phi_T) on the new task: the same K protocol episodes (paired)
 """
 import logging
 import os
@@ -28,6 +29,7 @@ from mier_tf import summaries
 from mier_tf import tags
 from mier_tf.collect import flatten_tasks
 from mier_tf.train import checkpoints
+from mier_tf.train import evaluation
 from mier_tf.train import export
 from mier_tf.train import meta_train as meta_train_lib
 
@@ -52,17 +54,12 @@ def restored_run(root_dir: str, run: Optional[meta_train_lib.MetaTrainingRun] = 
   return run
 
 
-def collect_adaptation_data(run, task, steps: int) -> Dict[str, np.ndarray]:
-  """D_adapt: `steps` transitions on the new task with the prior context (flat arrays)."""
-  data, _ = run.collector.collect([task], run.prior_contexts(1), steps, run.explore_actor)
-  return data[0]
-
-
-def evaluate(run, task, context: np.ndarray) -> float:
-  """The deterministic policy's return in one episode on the task, acting on `context`."""
-  _, returns = run.collector.collect([task], context[None], run.family.max_episode_steps,
-                                     run.greedy_actor)
-  return float(returns[0][0])
+def evaluate(run, evaluator: evaluation.Evaluator, task_index: int,
+             context: np.ndarray) -> np.ndarray:
+  """The protocol's K deterministic episodes of the current policy on `context`: [K]."""
+  returns, _ = evaluator.episodes(run.eval_agent().greedy_actor(), "test", task_index,
+                                  np.asarray(context, np.float32))
+  return returns
 
 
 def identify_task(run, real: Dict[str, np.ndarray], context_steps: int, fast_steps: int,
@@ -103,6 +100,7 @@ def export_adapted(run, adapted_model, context: tf.Tensor, export_dir: str) -> N
   export.export_policy(run.agent, export_dir)
   adapted_model.context.assign(context)
   export.export_model(adapted_model, export_dir, run.inner)
+  export.export_agent(adapted_model, run.agent, run.inner, export_dir)
 
 
 def record_result(run, root_dir: str, task_index: int, result: dict) -> None:
@@ -121,8 +119,7 @@ def adapt_ood(
     root_dir: str,
     task_index: int,
     run: Optional[meta_train_lib.MetaTrainingRun] = None,
-    # Test-time data and model adaptation.
-    adapt_data_steps: int = 400,
+    # Test-time model adaptation (the data: the evaluation protocol's N steps).
     context_steps: int = 10,
     fast_steps: int = 2,
     model_steps: int = 100,
@@ -146,7 +143,6 @@ def adapt_ood(
     root_dir: a meta-training run's directory (its checkpoint is read, never written).
     task_index: index into the family's test tasks.
     run: an already built run of root_dir's config (its checkpoint is restored again).
-    adapt_data_steps: transitions collected on the new task with the prior context.
     context_steps: context gradient steps (N_fast in total).
     fast_steps: of which this many at the meta-training inner rate, the rest at a tenth.
     model_steps: whole-model gradient steps after the context steps (0: context only).
@@ -163,9 +159,14 @@ def adapt_ood(
     seed: seed of relabeling and batch draws.
 
   Returns:
-    {"mier_wr": return before relabeling, "mier": return after the last epoch,
-     "mier_curve": return after each epoch}.
+    {"mier_wr": mean return of the K protocol episodes before relabeling, "mier": after
+     the last epoch (the same K start states), "mier_wr_returns" and "mier_returns" (each
+     episode), "difference" (MIER - MIER-wR paired: mean, se, verdict), "mier_curve" (mean
+     after each epoch), "mier_env_steps" (the checkpoint's), "protocol"}.
   """
+  if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
+    raise ValueError(f"adapt_ood.num_epochs must be an integer >= 1 (MIER is the policy "
+                     f"after relabeling); got {num_epochs!r}")
   run = restored_run(root_dir, run)
   tasks = run.family.test_tasks
   if not 0 <= task_index < len(tasks):
@@ -179,11 +180,12 @@ def adapt_ood(
   writer = tf.summary.create_file_writer(out_dir)
   rng = np.random.default_rng([seed, task_index])
 
-  real = collect_adaptation_data(run, task, adapt_data_steps)
+  evaluator = evaluation.Evaluator(run.family, evaluation.EvalProtocol())
+  # MIER-wR: the meta-trained inner loop and the meta-trained policy, on the protocol's
+  # adaptation data and K episodes (the same numbers meta-training's evaluation wrote).
+  wr = evaluator.evaluate_task(run.eval_agent(), "test", task_index)
+  real, context_wr = wr.data, wr.context
   one_task = {k: v[None] for k, v in real.items()}
-  # MIER-wR: the meta-trained inner loop and the meta-trained policy.
-  context_wr = run.adapt_contexts(one_task)[0]
-  mier_wr = evaluate(run, task, context_wr)
   adapted_model, context = identify_task(run, real, context_steps, fast_steps, model_steps,
                                          model_lr)
   with writer.as_default(step=0):
@@ -198,7 +200,8 @@ def adapt_ood(
   mix = relabel.MixedBatches(real, real_fraction, batch_size, seed=seed)
   scoring_env = run.family.make_env(task)
   scorable = getattr(scoring_env.unwrapped, "observation_is_state", False)
-  errors, curve, step = [], [], 0
+  errors, curve, step, mier_returns = [], [], 0, wr.returns
+  mier_wr = wr.mean
   with logging_redirect_tqdm(), tqdm.tqdm(
       total=num_epochs * steps_per_epoch, desc=f"adapt task {task_index}",
       unit="step", dynamic_ncols=True, leave=False) as bar:
@@ -213,7 +216,8 @@ def adapt_ood(
         losses = train_policy_step(run, mix, context, updates_per_step)
         step += 1
         bar.update(1)
-      curve.append(evaluate(run, task, context.numpy()))
+      mier_returns = evaluate(run, evaluator, task_index, context.numpy())
+      curve.append(float(mier_returns.mean()))
       with writer.as_default(step=epoch + 1):
         summaries.write_adapt_epoch(curve[-1], mier_wr, losses,
                                     errors[-1] if errors else None)
@@ -221,8 +225,13 @@ def adapt_ood(
   writer.flush()
   scoring_env.close()
 
+  evaluator.close()
   export_adapted(run, adapted_model, context, os.path.join(out_dir, "export"))
-  result = {"mier_wr": mier_wr, "mier": curve[-1] if curve else mier_wr, "mier_curve": curve}
+  result = {"mier_wr": mier_wr, "mier_wr_returns": [float(r) for r in wr.returns],
+            "mier": curve[-1], "mier_returns": [float(r) for r in mier_returns],
+            "difference": evaluation.paired_difference(mier_returns, wr.returns),
+            "mier_curve": curve, "mier_env_steps": int(run.env_steps.numpy()),
+            "protocol": evaluator.protocol.describe()}
   if errors:  # averaged over the task's relabelings
     result["relabel_error"] = {key: float(np.mean([e[key] for e in errors]))
                                for key in errors[0]}
@@ -241,10 +250,15 @@ def adapt_all_test_tasks(root_dir: str, task_indices: Optional[Sequence[int]] = 
     skip_done: leave out tasks that eval/results.json already has a MIER return for (a
       resumed job continues where it was interrupted).
   """
-  run = meta_train_lib.MetaTrainingRun(root_dir)
+  run = restored_run(root_dir)
   indices = (list(range(len(run.family.test_tasks))) if task_indices is None
              else list(task_indices))
-  if skip_done:
-    done = results_lib.read_results(root_dir)["test_tasks"]
-    indices = [i for i in indices if "mier" not in done.get(str(i), {})]
+  if skip_done:  # done: MIER of this very checkpoint and protocol (never a stale one)
+    results = results_lib.read_results(root_dir)
+    done = results["test_tasks"]
+    protocol = evaluation.EvalProtocol().describe()
+    indices = [i for i in indices if not (
+        "mier" in done.get(str(i), {})
+        and done[str(i)].get("mier_env_steps") == int(run.env_steps.numpy())
+        and done[str(i)].get("protocol") == protocol)]
   return [adapt_ood(root_dir, i, run=run) for i in indices]

@@ -1,91 +1,250 @@
-"""Evaluation: MIER-wR's test-time procedure, standing still, and exported SavedModels.
+"""Evaluation: the one protocol by which every return in mier_tf is measured.
 
-MIER-wR (the paper's MIER without experience relabeling), batched over tasks: one
-prior-context episode per task gives D_adapt, a few gradient steps on the context give
-phi_T, and one episode with the deterministic policy on concat(s, phi_T) gives the return
-that is reported. `evaluate_mier_wr_episodes` runs it on the live run (meta-training's
-evaluations); `evaluate_export` runs the same procedure on a run's export/ alone (what
-`scripts/evaluate.py` runs): the policy and the model come back from `tf.saved_model.load`
-and no model or agent code is imported, so this is also how a user evaluates an export
-elsewhere. `standing_still_returns` is the floor every return is read against.
+A task's evaluation (`evaluate_task`), for MIER-wR, MIER and standing still alike:
+
+  1. adaptation data: `adapt_steps` (N) transitions on the task with the prior context and
+     the stochastic policy (episodes of 200 steps, restarted as they end);
+  2. the context the agent acts on (MIER-wR: the meta-trained inner loop on those data;
+     MIER: Algorithm 2's context after relabeling, from the same data);
+  3. `episodes` (K) deterministic episodes with the deterministic policy on concat(s, context).
+
+Every random draw (the start states of the adaptation data and of each of the K episodes,
+the exploration noise) is seeded by (protocol seed, split, task index, episode) alone: not
+by the training run's random streams, not by which tasks are evaluated together, not by how
+often training evaluates. Tasks are evaluated one at a time, so a task's numbers are the
+same whether it is evaluated alone or with others. MIER-wR and MIER of a task run on the
+same adaptation data and from the same K start states: their difference is paired
+(`paired_difference`), and standing still runs from those start states too.
+
+The same function runs on a live run (meta-training's evaluations, Algorithm 2: `LiveAgent`)
+and on a run's exported SavedModel alone (`scripts/evaluate.py`: `ExportAgent` loads
+export/agent with TensorFlow only).
 """
+import dataclasses
 import functools
 import os
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
+import gin
 import numpy as np
 import tensorflow as tf
-import tf_agents  # noqa: F401  registers the distribution specs the policy SavedModel uses
 
 from mier_tf import envs
 from mier_tf import video
-from mier_tf.actors import Actor, SavedPolicyActor, ZeroActor
-from mier_tf.collect import MultiTaskCollector, in_groups, repeat_context, stack_tasks
+from mier_tf.actors import Actor, FunctionActor, NumpyActor, ZeroActor
+from mier_tf.collect import MultiTaskCollector, repeat_context
 from mier_tf.errors import CheckpointError
 
-AdaptFn = Callable[[dict], np.ndarray]
+SPLITS = {"train": 0, "test": 1}
+_ADAPT, _EPISODE = 0, 1  # what a seed is for
 
 
-def evaluate_mier_wr(collector: MultiTaskCollector, tasks: Sequence, prior_context: np.ndarray,
-                     adapt_fn: AdaptFn, explore_actor: Actor, greedy_actor: Actor,
-                     adapt_steps: int, slots: int) -> np.ndarray:
-  """Returns the MIER-wR return of each task (see `evaluate_mier_wr_episodes`)."""
-  return evaluate_mier_wr_episodes(collector, tasks, prior_context, adapt_fn, explore_actor,
-                                   greedy_actor, adapt_steps, slots)[0]
-
-
-def evaluate_mier_wr_episodes(collector: MultiTaskCollector, tasks: Sequence,
-                              prior_context: np.ndarray, adapt_fn: AdaptFn,
-                              explore_actor: Actor, greedy_actor: Actor, adapt_steps: int,
-                              slots: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """The MIER-wR return, episode length and adapted context of each task.
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class EvalProtocol:
+  """The evaluation protocol's settings (one home: training, evaluate.py and Algorithm 2).
 
   Args:
-    collector: a collector over the tasks' family.
-    tasks: task parameters to evaluate.
-    prior_context: [context_dim] the meta-learned initial context.
-    adapt_fn: maps a batch dict with leading dims [tasks, samples] to contexts [tasks, c].
-    explore_actor: the stochastic policy, used to collect adaptation data.
-    greedy_actor: the deterministic policy, used for the evaluation episode.
-    adapt_steps: transitions of adaptation data per task.
-    slots: the most tasks collected at once.
-
-  Returns:
-    (returns, lengths, contexts): per task, the evaluation episode's return, its number of
-    steps (the time limit, or fewer where the robot fell), and the context it acted on.
+    adapt_steps: N, prior-context transitions per task to adapt on (the release collects
+      400 at test time before relabeling; MIER-wR and MIER share them).
+    episodes: K, deterministic evaluation episodes per task (paired between MIER-wR and MIER).
+    seed: the protocol's seed; a task's draws depend on (seed, split, task, episode) alone.
   """
-  returns, lengths, all_contexts = [], [], []
-  horizon = collector.family.max_episode_steps
-  for group in in_groups(list(tasks), slots):
-    prior = repeat_context(prior_context, len(group))
-    data, _ = collector.collect(group, prior, adapt_steps, explore_actor)
-    contexts = np.asarray(adapt_fn(stack_tasks(data)), np.float32)
-    all_contexts.extend(contexts)
-    episodes, episode_returns = collector.collect(group, contexts, horizon, greedy_actor)
-    returns.extend(r[0] for r in episode_returns)
+  adapt_steps: int = 400
+  episodes: int = 3
+  seed: int = 0
+
+  def __post_init__(self):
+    for name in ("adapt_steps", "episodes"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"EvalProtocol.{name} must be an integer >= 1; got {value!r}")
+
+  def rng(self, split: str, index: int, purpose: int, episode: int = 0) -> np.random.Generator:
+    return np.random.default_rng([self.seed, SPLITS[split], int(index), purpose, episode])
+
+  def describe(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+class EvalAgent:
+  """What the protocol evaluates: a prior context, an inner loop, and the two policies."""
+
+  def prior_context(self) -> np.ndarray:
+    raise NotImplementedError
+
+  def identify(self, data: Dict[str, np.ndarray]) -> np.ndarray:
+    """The adapted context [c] for one task's transitions {key: [n, ...]}."""
+    raise NotImplementedError
+
+  def explore_actor(self, rng: np.random.Generator) -> Actor:
+    """The stochastic policy, its noise drawn from `rng`."""
+    raise NotImplementedError
+
+  def greedy_actor(self) -> Actor:
+    raise NotImplementedError
+
+
+class LiveAgent(EvalAgent):
+  """A live meta-training run's model and SAC agent (its own actors: the run's random
+  streams are never touched)."""
+
+  def __init__(self, model, agent, adapt_fn: Callable[[dict], np.ndarray]):
+    self._model, self._agent, self._adapt_fn = model, agent, adapt_fn
+
+  def prior_context(self) -> np.ndarray:
+    return self._model.context.numpy()
+
+  def identify(self, data):
+    batch = {k: tf.convert_to_tensor(np.asarray(data[k])[None]) for k in
+             ("observation", "action", "next_observation", "reward")}
+    return np.asarray(self._adapt_fn(batch), np.float32)[0]
+
+  def explore_actor(self, rng):
+    actor = NumpyActor.of_agent(self._agent)
+    actor.rng = rng
+    return actor
+
+  def greedy_actor(self):
+    return NumpyActor.of_agent(self._agent, deterministic=True)
+
+
+class ExportAgent(EvalAgent):
+  """A run's export/agent SavedModel, loaded with TensorFlow alone."""
+
+  def __init__(self, export_dir: str):
+    self.path = os.path.join(export_dir, "agent")
+    self.loaded = load_saved_model(self.path)
+    sig = self.loaded.signatures
+    self._prior = sig["prior_context"]()["context"].numpy()
+    self.context_dim = int(self._prior.shape[-1])
+    self.action_dim = int(sig["act_with_noise"].structured_input_signature[1]["noise"].shape[-1])
+    self.observation_dim = int(
+        sig["act"].structured_input_signature[1]["observation"].shape[-1])
+
+  def prior_context(self):
+    return self._prior
+
+  def identify(self, data):
+    out = self.loaded.signatures["identify"](
+        **{k: tf.constant(np.asarray(data[k], np.float32)) for k in
+           ("observation", "action", "next_observation", "reward")})
+    return out["context"].numpy()
+
+  def _split(self, observation):
+    return (tf.constant(observation[:, :-self.context_dim], tf.float32),
+            tf.constant(observation[:, -self.context_dim:], tf.float32))
+
+  def explore_actor(self, rng):
+    sig, split, dim = self.loaded.signatures["act_with_noise"], self._split, self.action_dim
+
+    def act(observation):
+      obs, ctx = split(observation)
+      noise = rng.standard_normal((observation.shape[0], dim), np.float32)  # as NumpyActor
+      return sig(observation=obs, context=ctx, noise=tf.constant(noise))["action"].numpy()
+
+    return FunctionActor(act)
+
+  def greedy_actor(self):
+    sig, split = self.loaded.signatures["act"], self._split
+
+    def act(observation):
+      obs, ctx = split(observation)
+      return sig(observation=obs, context=ctx)["action"].numpy()
+
+    return FunctionActor(act)
+
+
+@dataclasses.dataclass
+class TaskEvaluation:
+  """One task under the protocol."""
+  returns: np.ndarray   # [K] the deterministic episodes' returns
+  lengths: np.ndarray   # [K] their steps (200, or fewer where the robot fell)
+  context: np.ndarray   # [c] the context acted on
+  data: Dict[str, np.ndarray]  # the adaptation data ({key: [N, ...]})
+
+  @property
+  def mean(self) -> float:
+    return float(np.mean(self.returns))
+
+
+class Evaluator:
+  """Runs the protocol on one family's tasks (one environment, reused)."""
+
+  def __init__(self, family, protocol: Optional[EvalProtocol] = None):
+    self.family = family
+    self.protocol = protocol or EvalProtocol()
+    self._collectors: Dict[int, MultiTaskCollector] = {}
+
+  def _collector(self, slots: int) -> MultiTaskCollector:
+    if slots not in self._collectors:
+      self._collectors[slots] = MultiTaskCollector(self.family, slots)
+    return self._collectors[slots]
+
+  def _task(self, split: str, index: int):
+    tasks = self.family.train_tasks if split == "train" else self.family.test_tasks
+    if not 0 <= index < len(tasks):
+      raise ValueError(f"task index {index} out of range: {self.family.name} has "
+                       f"{len(tasks)} {split} tasks")
+    return tasks[index]
+
+  def adaptation_data(self, agent: EvalAgent, split: str, index: int) -> Dict[str, np.ndarray]:
+    """Step 1: N prior-context transitions of the stochastic policy on the task."""
+    p = self.protocol
+    data, _ = self._collector(1).collect(
+        [self._task(split, index)], agent.prior_context()[None], p.adapt_steps,
+        agent.explore_actor(p.rng(split, index, _ADAPT, 1)),
+        reset_rngs=[p.rng(split, index, _ADAPT, 0)])
+    return data[0]
+
+  def episodes(self, actor: Actor, split: str, index: int, context: np.ndarray):
+    """Step 3: the K deterministic episodes from the task's K start states: (returns, lengths)."""
+    p = self.protocol
+    horizon = self.family.max_episode_steps
+    k = p.episodes
+    task = self._task(split, index)
+    episodes, episode_returns = self._collector(k).collect(
+        [task] * k, repeat_context(context, k), horizon, actor,
+        reset_rngs=[p.rng(split, index, _EPISODE, e) for e in range(k)])
+    lengths = []
     for episode in episodes:  # a termination is the one step with discount 0
       ends = np.flatnonzero(episode["discount"] == 0.0)
       lengths.append(int(ends[0]) + 1 if len(ends) else horizon)
-  return (np.asarray(returns, np.float64), np.asarray(lengths, np.int64),
-          np.asarray(all_contexts, np.float32))
+    return (np.asarray([r[0] for r in episode_returns], np.float64),
+            np.asarray(lengths, np.int64))
+
+  def evaluate_task(self, agent: EvalAgent, split: str, index: int) -> TaskEvaluation:
+    """MIER-wR on one task: steps 1-3 with the agent's inner loop."""
+    data = self.adaptation_data(agent, split, index)
+    context = np.asarray(agent.identify(data), np.float32)
+    returns, lengths = self.episodes(agent.greedy_actor(), split, index, context)
+    return TaskEvaluation(returns, lengths, context, data)
+
+  def standing_still(self, split: str, index: int) -> np.ndarray:
+    """Zero actions from the task's K start states: [K] returns (the floor)."""
+    returns, _ = self.episodes(ZeroActor(self.family.action_dim), split, index,
+                               np.zeros(1, np.float32))
+    return returns
+
+  def close(self) -> None:
+    for collector in self._collectors.values():
+      collector.close()
+    self._collectors = {}
 
 
-def standing_still_returns(family, tasks: Sequence, slots: int = 10, seed: int = 0
-                           ) -> np.ndarray:
-  """The return of one episode with zero actions on each task: the floor a policy must beat.
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict:
+  """a - b over paired episodes (same start states): mean, standard error, and the verdict.
 
-  A collector of its own (seeded with `seed`) runs the episodes, so the training
-  collector's random stream is not touched.
+  A task is "won" only where the mean difference exceeds twice its standard error, "lost"
+  where it is below minus twice, else "tie" (with K = 3 the standard error is itself rough:
+  the verdict is a screen, the table's mean and error are the measurement).
   """
-  collector = MultiTaskCollector(family, slots, seed=seed)
-  still = ZeroActor(family.action_dim)
-  returns = []
-  for group in in_groups(list(tasks), slots):
-    _, episode_returns = collector.collect(group, np.zeros((len(group), 1), np.float32),
-                                           family.max_episode_steps, still)
-    returns.extend(r[0] for r in episode_returns)
-  collector.close()
-  return np.asarray(returns, np.float64)
+  d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+  mean = float(d.mean())
+  se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+  verdict = ("won" if mean > 2 * se else "lost" if mean < -2 * se else "tie") if (
+      np.isfinite(se)) else "tie"
+  return {"mean": mean, "se": se, "verdict": verdict}
 
 
 # ------------------------------------------------------------------------------------------
@@ -107,75 +266,44 @@ def load_saved_model(path: str):
     raise CheckpointError(f"{path}: cannot be loaded ({type(e).__name__}: {first[:200]})") from e
 
 
-def load_export(export_dir: str):
-  """Loads (policy, collect_policy, model) from a run's export/ directory."""
-  return tuple(load_saved_model(os.path.join(export_dir, name))
-               for name in ("policy", "collect_policy", "model"))
-
-
 @functools.lru_cache(maxsize=4)
-def _loaded_export(export_dir: str):
-  """`load_export`, once per export: rendering many tasks of one export loads it once."""
-  return load_export(export_dir)
-
-
-def _adapt_fn(model):
-  """Batch {key: [tasks, n, ...]} -> adapted contexts [tasks, c], by the model's signature."""
-  adapt = model.signatures["adapt"]
-
-  def adapt_fn(batch):
-    return np.stack([adapt(observation=tf.constant(batch["observation"][k]),
-                           action=tf.constant(batch["action"][k]),
-                           next_observation=tf.constant(batch["next_observation"][k]),
-                           reward=tf.constant(batch["reward"][k]))["context"].numpy()
-                     for k in range(batch["observation"].shape[0])])
-
-  return adapt_fn
-
-
-def adapted_context(export_dir: str, family, task, seed: int = 0) -> np.ndarray:
-  """MIER-wR's context for a task: the export's `adapt` on one prior-context episode."""
-  _, collect_policy, model = _loaded_export(export_dir)
-  prior = model.signatures["prior_context"]()["context"].numpy()
-  collector = MultiTaskCollector(family, num_slots=1, seed=seed)
-  try:
-    data, _ = collector.collect([task], prior[None], family.max_episode_steps,
-                                SavedPolicyActor(collect_policy))
-  finally:
-    collector.close()
-  return _adapt_fn(model)(stack_tasks(data))[0]
+def _export_agent(export_dir: str) -> ExportAgent:
+  """`ExportAgent`, once per export: rendering many tasks of one export loads it once."""
+  return ExportAgent(export_dir)
 
 
 def render_export(export_dir: str, family_name: str, task_index: int, split: str = "test",
-                  context: Optional[np.ndarray] = None, seed: int = 0):
+                  context: Optional[np.ndarray] = None, seed: int = 0, episode: int = 0,
+                  protocol: Optional[EvalProtocol] = None):
   """Frames of the export's deterministic policy on one task, and the episode's return.
 
-  The context is MIER-wR's (adapted by the export's model on a prior-context episode)
-  unless given: an export of Algorithm 2 (ROOT/adapt/task_<i>/export) holds the task's
+  The episode is the protocol's episode `episode` of the task (its start state), acting on
+  MIER-wR's context (the export's inner loop on the protocol's adaptation data) unless a
+  context is given: an export of Algorithm 2 (ROOT/adapt/task_<i>/export) holds the task's
   adapted context as its prior context, so pass that one.
   """
   family = envs.get_task_family(family_name)
-  tasks = family.train_tasks if split == "train" else family.test_tasks
-  if not 0 <= task_index < len(tasks):
-    raise ValueError(f"task index {task_index} out of range: {family_name} has {len(tasks)} "
-                     f"{split} tasks")
-  task = tasks[task_index]
+  evaluator = Evaluator(family, protocol or EvalProtocol(seed=seed))
+  agent = _export_agent(export_dir)
+  evaluator._task(split, task_index)  # pylint: disable=protected-access  (checks the index)
   if context is None:
-    context = adapted_context(export_dir, family, task, seed)
-  policy = _loaded_export(export_dir)[0]
-  return video.rollout_frames(family, task, SavedPolicyActor(policy), context,
-                              steps=family.max_episode_steps, seed=seed)
+    context = agent.identify(evaluator.adaptation_data(agent, split, task_index))
+  evaluator.close()
+  start_seed = int(evaluator.protocol.rng(split, task_index, _EPISODE, episode).integers(2**31 - 1))
+  return video.rollout_frames(family, evaluator._task(split, task_index),  # pylint: disable=protected-access
+                              agent.greedy_actor(), context,
+                              steps=family.max_episode_steps, seed=start_seed)
 
 
 def render_mier_vs_mier_wr(root_dir: str, family_name: str, task_index: int,
                            seed: int = 0):
-  """Side-by-side frames of MIER-wR (left) and MIER (right) on one relabeled test task.
+  """Side-by-side frames of MIER-wR (left) and MIER (right) on one relabeled test task,
+  from the same start state (the protocol's first episode).
 
   Returns (frames, (mier_wr_return, mier_return)) of the rendered episodes.
   """
   adapted = os.path.join(root_dir, "adapt", f"task_{task_index}", "export")
-  phi = load_saved_model(os.path.join(adapted, "model")).signatures[
-      "prior_context"]()["context"].numpy()
+  phi = _export_agent(adapted).prior_context()
   wr_frames, wr_return = render_export(os.path.join(root_dir, "export"), family_name,
                                        task_index, seed=seed)
   mier_frames, mier_return = render_export(adapted, family_name, task_index, context=phi,
@@ -186,51 +314,42 @@ def render_mier_vs_mier_wr(root_dir: str, family_name: str, task_index: int,
 
 
 def evaluate_export(export_dir: str, family_name: str, split: str = "test",
-                    task_indices: Optional[Sequence] = None, seed: int = 0,
-                    num_episodes: int = 1) -> dict:
-  """MIER-wR returns of exported SavedModels on a family's tasks.
+                    task_indices: Optional[Sequence] = None,
+                    protocol: Optional[EvalProtocol] = None) -> dict:
+  """MIER-wR under the protocol, from a run's export/agent SavedModel alone.
 
   Args:
-    export_dir: a run's export/ directory.
+    export_dir: a run's export/ directory (or an Algorithm 2 task's export/).
     family_name: task family name.
     split: "train" or "test".
     task_indices: indices into the split (default all).
-    seed: seed of the environment resets.
-    num_episodes: MIER-wR episodes per task, each adapted on fresh prior-context data.
+    protocol: N, K and the seed (default `EvalProtocol()`).
 
   Returns:
-    {"family", "split", "num_episodes", "mean_return", "std_return" (over tasks' means),
-    "tasks": [{"index", "task", "return" (mean), "returns" (each episode)}]}.
+    {"family", "split", "protocol", "mean_return", "mean_standing_still",
+    "tasks": [{"index", "task", "return" (mean of K), "returns" (each episode),
+    "standing_still" (mean), "standing_still_returns"}]}.
   """
-  if num_episodes < 1:
-    raise ValueError(f"--num_episodes must be >= 1; got {num_episodes}")
   family = envs.get_task_family(family_name)
-  policy, collect_policy, model = load_export(export_dir)
+  agent = ExportAgent(export_dir)
+  if agent.observation_dim != family.observation_dim:
+    raise ValueError(f"{export_dir} was exported for observations of size "
+                     f"{agent.observation_dim}, but {family_name} has {family.observation_dim}")
+  evaluator = Evaluator(family, protocol)
   tasks = family.train_tasks if split == "train" else family.test_tasks
   indices = [int(i) for i in task_indices] if task_indices else list(range(len(tasks)))
   for i in indices:
-    if not 0 <= i < len(tasks):
-      raise ValueError(f"task index {i} out of range: {family_name} has {len(tasks)} "
-                       f"{split} tasks")
-  prior = model.signatures["prior_context"]()["context"].numpy()
-  obs_dim = family.observation_dim
-  inputs = policy.signatures["action"].structured_input_signature[1]
-  expected = next(v.shape[-1] for k, v in inputs.items() if k.endswith("observation"))
-  if expected != obs_dim + prior.shape[-1]:
-    raise ValueError(f"{export_dir} was exported for observations of size "
-                     f"{expected - prior.shape[-1]}, but {family_name} has {obs_dim}")
-  adapt_fn = _adapt_fn(model)
-
-  collector = MultiTaskCollector(family, num_slots=10, seed=seed)
-  episodes = np.stack([
-      evaluate_mier_wr(collector, [tasks[i] for i in indices], prior, adapt_fn,
-                       SavedPolicyActor(collect_policy), SavedPolicyActor(policy),
-                       family.max_episode_steps, slots=10)
-      for _ in range(num_episodes)], axis=1)  # [tasks, episodes]
-  collector.close()
-  means = episodes.mean(axis=1)
-  return {"family": family_name, "split": split, "num_episodes": num_episodes,
-          "mean_return": float(means.mean()), "std_return": float(means.std()),
-          "tasks": [{"index": i, "task": family.describe_task(tasks[i]),
-                     "return": float(m), "returns": [float(r) for r in row]}
-                    for i, m, row in zip(indices, means, episodes)]}
+    evaluator._task(split, i)  # pylint: disable=protected-access  (one clear error first)
+  entries = []
+  for i in indices:
+    result = evaluator.evaluate_task(agent, split, i)
+    still = evaluator.standing_still(split, i)
+    entries.append({"index": i, "task": family.describe_task(tasks[i]),
+                    "return": result.mean, "returns": [float(r) for r in result.returns],
+                    "standing_still": float(still.mean()),
+                    "standing_still_returns": [float(r) for r in still]})
+  evaluator.close()
+  return {"family": family_name, "split": split, "protocol": evaluator.protocol.describe(),
+          "mean_return": float(np.mean([e["return"] for e in entries])),
+          "mean_standing_still": float(np.mean([e["standing_still"] for e in entries])),
+          "tasks": entries}

@@ -111,3 +111,97 @@ def export_model(model, export_dir: str, inner) -> None:
                 "prior_context": module.prior_context}
   _replace_dir(lambda d: tf.saved_model.save(module, d, signatures=signatures),
                os.path.join(export_dir, "model"))
+
+
+class _AgentExport(tf.Module):
+  """One artifact that identifies a task and acts: plain tensors in and out (ROOT/export/agent).
+
+  The policy is the SAC actor (ReLU layers, then the tanh-squashed Gaussian of TF-Agents'
+  TanhNormalProjectionNetwork: mean and log-std, action = scale * tanh(x) + shift for the
+  action bounds) written with plain TF ops from the actor's own variables, so loading needs
+  TensorFlow alone (no tf_agents, no mier_tf). A context is [c] (one for every row) or [N, c].
+  """
+
+  def __init__(self, model, agent, inner):
+    super().__init__(name="mier_agent")
+    self.model = model
+    actor = agent.policy._actor_network  # pylint: disable=protected-access
+    self.actor_variables = list(actor.trainable_variables)
+    if len(self.actor_variables) % 2:
+      raise ValueError("the agent export expects an actor of Dense layers (kernel, bias)")
+    low = tf.constant(agent.action_spec.minimum, tf.float32)
+    high = tf.constant(agent.action_spec.maximum, tf.float32)
+    scale, shift = (high - low) / 2.0, (high + low) / 2.0
+    obs_dim, act_dim, ctx_dim = model.observation_dim, model.action_dim, model.context_dim
+    self.inner_steps = tf.Variable(int(inner.steps), trainable=False, name="inner_steps")
+    self.inner_lr = tf.Variable(float(inner.lr), trainable=False, name="inner_lr")
+    obs = tf.TensorSpec([None, obs_dim], tf.float32, name="observation")
+    act_spec = tf.TensorSpec([None, act_dim], tf.float32, name="action")
+    next_obs = tf.TensorSpec([None, obs_dim], tf.float32, name="next_observation")
+    reward = tf.TensorSpec([None], tf.float32, name="reward")
+    ctx = tf.TensorSpec(None, tf.float32, name="context")  # [c] or [N, c]
+    pairs = list(zip(self.actor_variables[0::2], self.actor_variables[1::2]))
+
+    def rows(context, n):
+      context = tf.reshape(context, [-1, ctx_dim])
+      tf.debugging.assert_equal(
+          tf.logical_or(tf.equal(tf.shape(context)[0], 1), tf.equal(tf.shape(context)[0], n)),
+          True, message=f"context must be [{ctx_dim}] or [N, {ctx_dim}] for N observations")
+      return tf.broadcast_to(context, [n, ctx_dim])
+
+    def mean_log_std(observation, context):
+      h = tf.concat([observation, rows(context, tf.shape(observation)[0])], axis=-1)
+      for kernel, bias in pairs[:-1]:
+        h = tf.nn.relu(tf.matmul(h, kernel) + bias)
+      kernel, bias = pairs[-1]
+      return tf.split(tf.matmul(h, kernel) + bias, 2, axis=-1)
+
+    @tf.function(input_signature=[obs, act_spec, next_obs, reward])
+    def identify(observation, action, next_observation, reward):
+      batch = dict(observation=observation, action=action,
+                   next_observation=next_observation, reward=reward)
+      return {"context": inner.adapt(self.model, batch)}
+
+    @tf.function(input_signature=[obs, ctx])
+    def act(observation, context):
+      mean, _ = mean_log_std(observation, context)
+      return {"action": scale * tf.tanh(mean) + shift}
+
+    noise_spec = tf.TensorSpec([None, act_dim], tf.float32, name="noise")
+
+    @tf.function(input_signature=[obs, ctx, noise_spec])
+    def act_with_noise(observation, context, noise):
+      # The stochastic policy for given standard-normal noise: the evaluation protocol draws
+      # the noise per task, so a task's data do not depend on which tasks run beside it.
+      mean, log_std = mean_log_std(observation, context)
+      return {"action": scale * tf.tanh(mean + tf.exp(log_std) * noise) + shift}
+
+    @tf.function(input_signature=[obs, ctx, tf.TensorSpec([], tf.int64, name="seed")])
+    def act_sampled(observation, context, seed):
+      mean, log_std = mean_log_std(observation, context)
+      noise = tf.random.stateless_normal(tf.shape(mean), seed=tf.stack([seed, seed * 0]))
+      return {"action": scale * tf.tanh(mean + tf.exp(log_std) * noise) + shift}
+
+    @tf.function(input_signature=[])
+    def prior_context():
+      return {"context": tf.identity(self.model.context)}
+
+    @tf.function(input_signature=[obs, act_spec, ctx])
+    def predict(observation, action, context):
+      next_observation, reward_ = self.model.predict(
+          observation, action, rows(context, tf.shape(observation)[0]))
+      return {"next_observation": next_observation, "reward": reward_}
+
+    self.functions = {"identify": identify, "act": act, "act_with_noise": act_with_noise,
+                       "act_sampled": act_sampled, "prior_context": prior_context,
+                       "predict": predict}
+    for name, fn in self.functions.items():
+      setattr(self, name, fn)
+
+
+def export_agent(model, agent, inner, export_dir: str) -> None:
+  """Writes `export_dir/agent`: one SavedModel with the signatures `identify`, `act`,
+  `act_sampled`, `act_with_noise`, `prior_context` and `predict` (TensorFlow alone loads it)."""
+  module = _AgentExport(model, agent, inner)
+  _replace_dir(lambda d: tf.saved_model.save(module, d, signatures=dict(module.functions)),
+               os.path.join(export_dir, "agent"))

@@ -36,7 +36,8 @@ from mier_tf import summaries
 from mier_tf import tags
 from mier_tf import video
 from mier_tf import results as results_lib
-from mier_tf.collect import flatten_tasks, in_groups, repeat_context, stack_tasks
+from mier_tf.collect import MultiTaskCollector, flatten_tasks, in_groups, repeat_context
+from mier_tf.collect import stack_tasks
 from mier_tf.train import builder
 from mier_tf.train import checkpoints
 from mier_tf.train import evaluation
@@ -82,7 +83,6 @@ class MetaTrainingRun:
     eval_train_tasks: training tasks evaluated at each evaluation: the same ones every time,
       spread evenly over the range of the task parameter (fresh draws moved the
       standing-still baseline by +-40 between evaluations).
-    eval_adapt_steps: prior-context transitions collected per task to adapt at evaluation.
     identification_tasks: training tasks (the first ones) on which each evaluation measures
       identification (`mier_tf.identification`), from their replay tables.
     summary_interval: training steps between scalar summaries.
@@ -115,7 +115,6 @@ class MetaTrainingRun:
       collect_slots: int = 10,
       normalizer_rows: int = 200,
       eval_train_tasks: int = 5,
-      eval_adapt_steps: int = 200,
       identification_tasks: int = 100,
       summary_interval: int = 100,
       eval_video_steps: int = 0,
@@ -130,7 +129,6 @@ class MetaTrainingRun:
         ("eval_batch_size", eval_batch_size, 1), ("context_dim", context_dim, 1),
         ("collect_slots", collect_slots, 1),
         ("normalizer_rows", normalizer_rows, 1), ("eval_train_tasks", eval_train_tasks, 1),
-        ("eval_adapt_steps", eval_adapt_steps, 1),
         ("identification_tasks", identification_tasks, 3),
         ("summary_interval", summary_interval, 1), ("eval_video_steps", eval_video_steps, 0)):
       _require_int(f"MetaTrainingRun.{name}", value, minimum)
@@ -162,7 +160,7 @@ class MetaTrainingRun:
     self.eval_train_ids = np.sort(order[np.unique(
         np.linspace(0, num_train - 1, min(eval_train_tasks, num_train)).round().astype(int))])
     self._standing_still: Optional[Dict[str, np.ndarray]] = None
-    self.eval_adapt_steps = eval_adapt_steps
+    self._evaluator: Optional[evaluation.Evaluator] = None
     self.identification_tasks = min(identification_tasks, len(self.family.train_tasks))
     self.summary_interval = summary_interval
     self.eval_video_steps = eval_video_steps
@@ -190,6 +188,7 @@ class MetaTrainingRun:
     self._writers: Dict[str, tf.summary.SummaryWriter] = {}
     self.last_returns: Dict[str, float] = {}
     self.last_results: Optional[Dict[str, np.ndarray]] = None
+    self.last_episodes: Optional[Dict[str, np.ndarray]] = None
     self.last_identification: Optional[identification.IdentificationReport] = None
 
   def _writer(self, name: str) -> tf.summary.SummaryWriter:
@@ -210,32 +209,39 @@ class MetaTrainingRun:
   def host_state(self) -> dict:
     """What a resumed run needs beyond TF variables (JSON; saved with every checkpoint).
 
-    The numpy random states of collection, and the last evaluation: the final one runs
-    before the final checkpoint, and a job killed after that checkpoint writes its results
-    from it instead of evaluating again (with other random draws).
+    The numpy random states of collection, and the last evaluation (per-task means and,
+    since the evaluation protocol, each episode's return): the final one runs before the
+    final checkpoint, and a job killed after that checkpoint writes its results from it.
     """
-    evaluation = None
+    evaluation_state = None
     if self.last_results is not None:
-      evaluation = {"results": {k: [float(x) for x in v] for k, v in self.last_results.items()},
-                    "identification": (
-                        {k: float(v) for k, v in self.last_identification._asdict().items()}
-                        if self.last_identification is not None else None)}
+      evaluation_state = {
+          "results": {k: [float(x) for x in v] for k, v in self.last_results.items()},
+          "identification": (
+              {k: float(v) for k, v in self.last_identification._asdict().items()}
+              if self.last_identification is not None else None)}
+      if self.last_episodes is not None:
+        evaluation_state["episodes"] = {k: v.tolist() for k, v in self.last_episodes.items()}
     return {"collector": self.collector.get_state(), "explore": self.explore_actor.get_state(),
-            "evaluation": evaluation}
+            "evaluation": evaluation_state}
 
   def set_host_state(self, state: Optional[dict]) -> None:
-    """Restores what `host_state` returned."""
+    """Restores what `host_state` returned (a checkpoint of before the evaluation protocol
+    has no episodes: its evaluation is then run again when results are written)."""
     if not state:
       return
     self.collector.set_state(state["collector"])
     self.explore_actor.set_state(state["explore"])
-    evaluation = state.get("evaluation")
-    if evaluation:
-      self.last_results = {k: np.asarray(v) for k, v in evaluation["results"].items()}
+    evaluation_state = state.get("evaluation")
+    if evaluation_state:
+      self.last_results = {k: np.asarray(v) for k, v in evaluation_state["results"].items()}
       self.last_returns = {k: float(v.mean()) for k, v in self.last_results.items()}
-      if evaluation["identification"] is not None:
+      episodes = evaluation_state.get("episodes")
+      self.last_episodes = ({k: np.asarray(v, np.float64) for k, v in episodes.items()}
+                            if episodes else None)
+      if evaluation_state["identification"] is not None:
         self.last_identification = identification.IdentificationReport(
-            **evaluation["identification"])
+            **evaluation_state["identification"])
 
   # --- Collection -------------------------------------------------------------------------
 
@@ -338,37 +344,57 @@ class MetaTrainingRun:
 
   # --- Evaluation -------------------------------------------------------------------------
 
-  def _eval_tasks(self) -> Dict[str, list]:
-    return {"train": [self.family.train_tasks[i] for i in self.eval_train_ids],
-            "test": list(self.family.test_tasks)}
+  def _eval_ids(self) -> Dict[str, list]:
+    return {"train": [int(i) for i in self.eval_train_ids],
+            "test": list(range(len(self.family.test_tasks)))}
+
+  @property
+  def evaluator(self) -> evaluation.Evaluator:
+    """The evaluation protocol on this family (`mier_tf/train/evaluation.py`): its own
+    environments and random draws, so evaluating never changes what training does."""
+    if self._evaluator is None:
+      self._evaluator = evaluation.Evaluator(self.family, evaluation.EvalProtocol())
+    return self._evaluator
+
+  def eval_agent(self) -> evaluation.LiveAgent:
+    """The run's model, inner loop and policies as the protocol evaluates them."""
+    return evaluation.LiveAgent(self.model, self.agent, self._adapt_fn)
 
   def standing_still(self) -> Dict[str, np.ndarray]:
-    """Zero-action returns of the evaluated tasks (computed once per process)."""
+    """Zero-action returns [tasks, K] from the evaluated tasks' start states (computed once
+    per process)."""
     if self._standing_still is None:
       self._standing_still = {
-          split: evaluation.standing_still_returns(self.family, tasks, self.collect_slots)
-          for split, tasks in self._eval_tasks().items()}
+          split: np.stack([self.evaluator.standing_still(split, i) for i in ids])
+          for split, ids in self._eval_ids().items()}
     return self._standing_still
 
   def evaluate(self) -> Dict[str, np.ndarray]:
-    """MIER-wR returns on fixed training tasks and on every test task."""
-    results, lengths, contexts = {}, {}, {}
-    for split, tasks in self._eval_tasks().items():
-      results[split], lengths[split], contexts[split] = evaluation.evaluate_mier_wr_episodes(
-          self.collector, tasks, self.model.context.numpy(), self.adapt_contexts, self.explore_actor,
-          self.greedy_actor, self.eval_adapt_steps, self.collect_slots)
+    """MIER-wR under the evaluation protocol on fixed training tasks and every test task.
+
+    Returns the per-task means {split: [tasks]}; the per-episode returns are in
+    `last_episodes` {split: [tasks, K]}.
+    """
+    agent = self.eval_agent()
+    results, lengths, episodes, contexts = {}, {}, {}, {}
+    for split, ids in self._eval_ids().items():
+      evals = [self.evaluator.evaluate_task(agent, split, i) for i in ids]
+      episodes[split] = np.stack([e.returns for e in evals])
+      results[split] = episodes[split].mean(axis=1)
+      lengths[split] = np.concatenate([e.lengths for e in evals])
+      contexts[split] = np.stack([e.context for e in evals])
     report = self.identify()
+    still = {split: v.mean(axis=1) for split, v in self.standing_still().items()}
     step = int(self.env_steps.numpy())
     with self.eval_writer.as_default(step=step):
-      summaries.write_evaluation(results, self.standing_still(), lengths)
+      summaries.write_evaluation(results, still, lengths)
       summaries.write_identification(report, step)
       if self.eval_video_steps:
         self._rollout_video(contexts["test"][0], step)
     self.last_returns = {"train": float(results["train"].mean()),
                          "test": float(results["test"].mean())}
-    self.last_results = results
+    self.last_results, self.last_episodes = results, episodes
     return results
-
 
   def _rollout_video(self, context: np.ndarray, step: int) -> None:
     """Test task 0's MIER-wR episode as an animated GIF in the Images tab (eval/)."""
@@ -387,21 +413,37 @@ class MetaTrainingRun:
         f"{self.eval_video_steps} steps"))
 
   def identify(self) -> identification.IdentificationReport:
-    """Identification on training tasks, from their tables (no environment steps).
+    """Identification on training tasks, on fresh transitions (not the replay's rows).
 
-    Two adaptation batches per task from its prior-context table (as a meta-step draws
-    them) give two adapted contexts; the per-block NLLs are scored on a batch of its full
-    table. See `mier_tf.identification`.
+    Per task, two independent prior-context batches of `adapt_batch_size` transitions give
+    two adapted contexts (R^2 of the task parameter, spread ratio), and a third, held-out
+    batch of `eval_batch_size` scores the per-block NLLs before and after adaptation. The
+    data come from a collector and an exploration actor of their own, seeded by the
+    protocol's seed: the same draws at every evaluation, none from training's streams.
+    See `mier_tf.identification`.
     """
     ids = np.arange(self.identification_tasks)
-    adapt_batches = [self.tables.sample(ids, "adapt", self.adapt_batch_size) for _ in range(2)]
-    eval_batch = self.tables.sample(ids, "full", self.eval_batch_size)
-    features = self.family.task_features([self.family.train_tasks[i] for i in ids])
-    report = identification.identify(self.model, self.adapt_contexts, adapt_batches, eval_batch,
+    tasks = [self.family.train_tasks[i] for i in ids]
+    seed = self.evaluator.protocol.seed
+    collector = MultiTaskCollector(self.family, self.collect_slots, seed=seed)
+    actor = self.eval_agent().explore_actor(np.random.default_rng([seed, 2]))
+
+    def fresh(steps: int) -> Dict[str, np.ndarray]:
+      per_task = []
+      for group in in_groups(tasks, self.collect_slots):
+        data, _ = collector.collect(group, self.prior_contexts(len(group)), steps, actor)
+        per_task.extend(data)
+      return stack_tasks(per_task)
+
+    adapt_batches = [fresh(self.adapt_batch_size) for _ in range(2)]
+    heldout = fresh(self.eval_batch_size)
+    collector.close()
+    features = self.family.task_features(tasks)
+    report = identification.identify(self.model, self.adapt_contexts, adapt_batches, heldout,
                                      features)
     self.last_identification = report
-    logging.info("Identification on %d training tasks: R^2 %.3f, spread ratio %.2f, "
-                 "reward NLL %.3f -> %.3f, state NLL %.3f -> %.3f", report.num_tasks,
+    logging.info("Identification on %d training tasks (fresh data): R^2 %.3f, spread ratio "
+                 "%.2f, reward NLL %.3f -> %.3f, state NLL %.3f -> %.3f", report.num_tasks,
                  report.r2, report.spread_ratio, report.nll_reward_before,
                  report.nll_reward_after, report.nll_state_before, report.nll_state_after)
     return report
@@ -620,28 +662,56 @@ def _export(run: MetaTrainingRun, export_dir: str) -> None:
   """The policy and model SavedModels of the run as it stands, in export_dir."""
   export.export_policy(run.agent, export_dir)
   export.export_model(run.model, export_dir, run.inner)
+  export.export_agent(run.model, run.agent, run.inner, export_dir)
 
 
 def _budget_spent(run: MetaTrainingRun, max_env_steps: Optional[int]) -> bool:
   return max_env_steps is not None and int(run.env_steps.numpy()) >= max_env_steps
 
 
+# Entries of a test task that Algorithm 2 writes: dropped when they came from another
+# checkpoint or protocol than the run's results now do (they would be stale).
+MIER_KEYS = ("mier", "mier_returns", "mier_curve", "mier_env_steps", "difference",
+             "relabel_error", "adaptation")
+
+
 def write_results(run: MetaTrainingRun) -> dict:
-  """Writes the MIER-wR return of every test task to eval/results.json."""
-  if run.last_results is None:
+  """Writes MIER-wR under the protocol for every test task to eval/results.json.
+
+  Every entry records the checkpoint it came from (`env_steps`) and the protocol; MIER
+  results of another checkpoint or protocol are dropped (Algorithm 2 then runs again on
+  those tasks): a larger budget never pairs an old MIER with a new MIER-wR.
+  """
+  if run.last_results is None or run.last_episodes is None:
     run.evaluate()
   results = results_lib.read_results(run.root_dir)
-  results.update(family=run.family.name, env_steps=int(run.env_steps.numpy()),
-                 train_return_mier_wr=float(run.last_results["train"].mean()))
+  env_steps = int(run.env_steps.numpy())
+  protocol = run.evaluator.protocol.describe()
+  still = run.standing_still()
+  results.update(family=run.family.name, env_steps=env_steps, protocol=protocol,
+                 train_return_mier_wr=float(run.last_results["train"].mean()),
+                 train_standing_still=float(still["train"].mean()))
   if run.last_identification is not None:
     results["identification"] = {k: float(v) for k, v in
                                  run.last_identification._asdict().items()}
-  still = run.standing_still()
-  results["train_standing_still"] = float(still["train"].mean())
-  for i, value in enumerate(run.last_results["test"]):
+  dropped = []
+  for i, returns in enumerate(run.last_episodes["test"]):
     entry = results["test_tasks"].setdefault(str(i), {})
-    entry.update(task=run.family.describe_task(run.family.test_tasks[i]), mier_wr=float(value),
-                 standing_still=float(still["test"][i]))
+    if "mier" in entry and (entry.get("mier_env_steps") != env_steps
+                            or entry.get("protocol", protocol) != protocol):
+      dropped.append(i)
+    if entry.get("mier_env_steps") != env_steps or entry.get("protocol", protocol) != protocol:
+      for key in MIER_KEYS:
+        entry.pop(key, None)
+    entry.update(task=run.family.describe_task(run.family.test_tasks[i]),
+                 mier_wr=float(np.mean(returns)), mier_wr_returns=[float(r) for r in returns],
+                 standing_still=float(still["test"][i].mean()),
+                 standing_still_returns=[float(r) for r in still["test"][i]],
+                 env_steps=env_steps, protocol=protocol)
+  if dropped:
+    logging.warning("Dropped MIER results of test tasks %s: they came from another checkpoint "
+                    "or protocol than the one evaluated now (%d env steps); Algorithm 2 runs "
+                    "on them again.", dropped, env_steps)
   results_lib.write_results_file(run.root_dir, results)
   return results
 

@@ -26,14 +26,24 @@ LOCK = ".lock"
 
 # Bindings a resumed run may change: the budget (train longer than first planned) and what
 # runs after meta-training; and where an external Reverb server is (a distributed run's
-# server may come back on another port). Everything else (seed, sizes, schedule...) is the
-# run's identity.
+# server may come back on another port). Evaluation settings too: evaluation never changes
+# what training does (mier_tf/train/evaluation.py), and results record the protocol and the
+# checkpoint they came from, so a changed protocol recomputes them instead of mixing them.
+# Everything else (seed, sizes, schedule...) is the run's identity.
 RESUMABLE_BINDINGS = frozenset({
     "meta_train.num_epochs", "meta_train.max_env_steps", "meta_train.export_at_end",
-    "meta_train.export_interval",
+    "meta_train.export_interval", "meta_train.eval_interval",
     "train_and_adapt.adapt_test_tasks",
     "make_task_tables.address",
+    "MetaTrainingRun.eval_train_tasks", "MetaTrainingRun.eval_adapt_steps",
+    "MetaTrainingRun.eval_video_steps", "MetaTrainingRun.identification_tasks",
 })
+# Every binding of these configurables may change on resume (what runs after meta-training).
+RESUMABLE_PREFIXES = ("EvalProtocol.", "adapt_ood.", "adapt_all_test_tasks.")
+
+
+def resumable(binding: str) -> bool:
+  return binding in RESUMABLE_BINDINGS or binding.startswith(RESUMABLE_PREFIXES)
 
 
 class ConfigMismatchError(ValueError):
@@ -104,15 +114,15 @@ def check_identity(root_dir: str, config_text: str) -> None:
     raise CheckpointError(f"{path}: unreadable ({e.strerror})") from e
   now = config_bindings(config_text)
   differ = sorted(k for k in set(stored) | set(now)
-                  if k not in RESUMABLE_BINDINGS and stored.get(k) != now.get(k))
+                  if not resumable(k) and stored.get(k) != now.get(k))
   if differ:
     shown = "; ".join(f"{k}: {stored.get(k, '(unset)')} in the run, {now.get(k, '(unset)')} "
                       "now" for k in differ[:4])
     more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
     raise ConfigMismatchError(
         f"{root_dir} holds a run of another configuration ({path}): {shown}{more}. Choose "
-        "another --root_dir (only " + ", ".join(sorted(RESUMABLE_BINDINGS)) +
-        " may change on resume).")
+        "another --root_dir (only " + ", ".join(sorted(RESUMABLE_BINDINGS)) + " and " +
+        ", ".join(p + "*" for p in RESUMABLE_PREFIXES) + " may change on resume).")
 
 
 def record_identity(root_dir: str, config_text: str) -> None:
