@@ -371,3 +371,109 @@ def test_a_step_from_an_observation_needs_the_state_in_the_observation():
   obs, _ = env.reset(seed=0)
   with pytest.raises(NotImplementedError, match="not its state"):
     robots.step_from_observation(env, obs, np.zeros(family.action_dim))
+
+
+# --- Terminations on (predicted) next observations: TaskFamily.termination ---------------
+
+TERMINATING = ("ant_dir", "ant_dir_ood", "ant_negjoints", "humanoid_dir", "walker_rand_params",
+               "walker_rand_params_ood")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_only_the_robots_that_fall_have_a_termination_rule(name):
+  rule = envs.get_task_family(name).termination
+  assert (rule is not None) == (name in TERMINATING)
+
+
+def test_ant_termination_rule_by_hand():
+  """Ant: the torso z (obs[0]: qpos[2], x and y excluded) must lie in [0.2, 1.0]."""
+  family = envs.get_task_family("ant_negjoints")
+  rule = family.termination
+  states = np.zeros((3, 27), np.float32)
+  states[:, 0] = [0.1, 0.5, 1.2]
+  states[:, 1:] = 0.3  # the other entries never matter while finite
+  np.testing.assert_array_equal(rule.terminated(states), [True, False, True])
+  np.testing.assert_array_equal(rule.healthy(states), [False, True, False])
+  # The bounds are healthy (gymnasium: min_z <= z <= max_z); a non-finite entry is not.
+  edges = np.zeros((5, 27))
+  edges[:, 0] = [0.2, 1.0, 0.1999, 1.0001, 0.5]
+  edges[4, 20] = np.nan
+  np.testing.assert_array_equal(rule.terminated(edges), [False, False, True, True, True])
+  # Batched: any leading shape.
+  np.testing.assert_array_equal(rule.terminated(states.reshape(1, 3, 27)), [[True, False, True]])
+
+
+def test_humanoid_and_walker_termination_rules_by_hand():
+  humanoid = envs.get_task_family("humanoid_dir").termination
+  states = np.zeros((5, 348))
+  states[:, 0] = [0.9, 1.0, 1.4, 2.0, 2.1]  # torso z, strictly inside (1, 2)
+  states[:, 5] = np.nan  # gymnasium's humanoid checks no finiteness
+  np.testing.assert_array_equal(humanoid.terminated(states), [True, True, False, True, True])
+  walker = envs.get_task_family("walker_rand_params").termination
+  states = np.zeros((6, 17))
+  states[:, 0] = [1.2, 0.8, 2.0, 1.2, 1.2, 0.5]    # torso z (qpos[1]) in (0.8, 2)
+  states[:, 1] = [0.0, 0.0, 0.0, 1.0, -0.99, 0.0]  # torso angle (qpos[2]) in (-1, 1)
+  np.testing.assert_array_equal(walker.terminated(states),
+                                [False, True, True, True, False, True])
+
+
+# family, qpos index of the torso height, qpos index of an angle gymnasium checks (or None)
+_HEALTH_CASES = [("ant_negjoints", 2, None), ("humanoid_dir", 2, None),
+                 ("walker_rand_params_ood", 1, 2)]
+
+
+@pytest.mark.parametrize("name,z_index,angle_index", _HEALTH_CASES)
+def test_termination_rule_is_gymnasiums_is_healthy(name, z_index, angle_index):
+  """The rule on the observation decides as gymnasium's `is_healthy` on the physics state,
+  for states set at and around the bounds (and non-finite velocities)."""
+  family = envs.get_task_family(name)
+  env = family.make_env(family.train_tasks[0])
+  raw, rule = env.unwrapped, family.termination
+  env.reset(seed=0)
+  base_qpos, base_qvel = raw.data.qpos.copy(), raw.data.qvel.copy()
+  heights = [-0.1, 0.1, 0.2, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0, 2.5]
+  angles = [-1.5, -1.0, 0.0, 0.99, 1.0, 1.5] if angle_index is not None else [None]
+  decisions = set()
+  for z in heights:
+    for angle in angles:
+      qpos = base_qpos.copy()
+      qpos[z_index] = z
+      if angle is not None:
+        qpos[angle_index] = angle
+      raw.set_state(qpos, base_qvel)
+      healthy = bool(raw.is_healthy)
+      assert bool(rule.healthy(raw._get_obs())) == healthy, (z, angle)
+      decisions.add(healthy)
+  assert decisions == {True, False}
+  # A non-finite velocity (set without stepping: MuJoCo would reset it): only Ant's
+  # gymnasium rule checks finiteness, and so does ours.
+  raw.set_state(base_qpos, base_qvel)
+  raw.data.qvel[3] = np.nan
+  assert bool(rule.healthy(raw._get_obs())) == bool(raw.is_healthy)
+  assert bool(raw.is_healthy) == (name != "ant_negjoints")
+
+
+@pytest.mark.parametrize("name,z_index,angle_index", _HEALTH_CASES)
+def test_termination_rule_agrees_with_the_simulators_terminated(name, z_index, angle_index):
+  """Dropped from several heights (the robot falls through, or flies out of, the healthy
+  range), then random actions: on every step the rule on the next observation says what the
+  env's `terminated` says."""
+  del angle_index
+  family = envs.get_task_family(name)
+  env = family.make_env(family.train_tasks[0])
+  raw, rule = env.unwrapped, family.termination
+  rng = np.random.default_rng(0)
+  outcomes = []
+  starts = [0.1, 0.5, 1.2, 2.5] if name.startswith("ant") else [0.5, 1.25, 2.5]
+  for z in starts:
+    env.reset(seed=1)
+    qpos = raw.data.qpos.copy()
+    qpos[z_index] = z
+    raw.set_state(qpos, np.zeros_like(raw.data.qvel))
+    for t in range(40):
+      action = (np.zeros(family.action_dim) if t < 20 else
+                rng.uniform(env.action_space.low, env.action_space.high))
+      obs, _, terminated, _, _ = raw.step(action)
+      assert bool(rule.terminated(obs)) == terminated, (z, t, obs[:2])
+      outcomes.append(terminated)
+  assert any(outcomes) and not all(outcomes)

@@ -8,7 +8,7 @@ enumerated in `itertools.combinations` order. The rules are docs/ALGORITHM.md's 
 import dataclasses
 import functools
 import itertools
-from typing import Any, Callable, Dict, List, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 import gymnasium
 import numpy as np
@@ -55,6 +55,13 @@ class TaskFamily:
     """
     return TimeLimit(self.env_class(task, **env_kwargs),
                      max_episode_steps=self.max_episode_steps)
+
+  @property
+  def termination(self) -> Optional[robots.HealthyStateRule]:
+    """The robot's rule for when a step ends its episode, on (batched) next observations:
+    `family.termination.terminated(next_obs)` is bool [...]. None for a robot whose
+    episodes never terminate (HalfCheetah): only the time limit ends them."""
+    return self.env_class.termination_rule
 
   def describe_task(self, task: Task) -> str:
     """A short human-readable description of `task` for logs."""

@@ -12,6 +12,7 @@ velocity, direction, joint mask or body parameters in place, without rebuilding 
 Action spaces are each robot's own: Box(-1, 1) for HalfCheetah (6), Ant (8) and
 Walker2d (6); Box(-0.4, 0.4) for Humanoid (17).
 """
+import dataclasses
 import functools
 import logging
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -54,6 +55,8 @@ HUMANOID_CONTACT_COST = 0.5e-6
 HUMANOID_CONTACT_COST_MAX = 10.0
 HUMANOID_ALIVE_BONUS = 5.0
 HUMANOID_HEALTHY_Z_RANGE = (1.0, 2.0)
+WALKER_HEALTHY_Z_RANGE = (0.8, 2.0)
+WALKER_HEALTHY_ANGLE_RANGE = (-1.0, 1.0)
 
 # Walker random parameters: each entry is multiplied by base ** u, u ~ U(-3, 3).
 WALKER_PARAM_BASES: Dict[str, float] = {
@@ -64,6 +67,67 @@ WALKER_PARAM_BASES: Dict[str, float] = {
 }
 WALKER_LOG_SCALE_LIMIT = 3.0
 WALKER_XML = "walker2d_v5.xml"
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthyStateRule:
+  """A robot's healthy-state rule, read from (batched) observations.
+
+  An episode of the robot ends (`terminated`) when the state after a step is not healthy.
+  The rule is gymnasium v5's `is_healthy` of that robot, written on the observation (every
+  entry it reads is one, with the translation coordinates excluded), so it also decides
+  whether a state that a model predicted (relabeling) ends its episode.
+
+  Attributes:
+    ranges: (observation index, low, high, name) of each entry that must lie in its range.
+    closed: whether the bounds themselves are healthy (Ant: low <= z <= high) or not
+      (Humanoid, Walker2d: low < z < high), as each gymnasium robot compares.
+    require_finite: whether every entry must also be finite (Ant: gymnasium checks the whole
+      state vector qpos, qvel; x and y are not in the observation, so not checked here).
+  """
+
+  ranges: Tuple[Tuple[int, float, float, str], ...]
+  closed: bool
+  require_finite: bool
+
+  def healthy(self, observation: np.ndarray) -> np.ndarray:
+    """Whether each state is healthy: bool [...] for observations [..., observation_dim]."""
+    observation = np.asarray(observation, np.float64)
+    healthy = np.ones(observation.shape[:-1], bool)
+    with np.errstate(invalid="ignore"):
+      for index, low, high, _ in self.ranges:
+        value = observation[..., index]
+        healthy &= ((low <= value) & (value <= high) if self.closed
+                    else (low < value) & (value < high))
+    if self.require_finite:
+      healthy &= np.all(np.isfinite(observation), axis=-1)
+    return healthy
+
+  def terminated(self, observation: np.ndarray) -> np.ndarray:
+    """Whether a step that ends in each state ends its episode: bool [...]."""
+    return ~self.healthy(observation)
+
+  def describe(self) -> str:
+    low_op = "<=" if self.closed else "<"
+    parts = [f"{low} {low_op} {name} (obs[{index}]) {low_op} {high}"
+             for index, low, high, name in self.ranges]
+    if self.require_finite:
+      parts.append("finite observation")
+    return " and ".join(parts)
+
+
+# Observation indices: gymnasium v5 observations with exclude_current_positions_from_
+# observation=True start with qpos less its translation coordinates, so obs[0] is the torso
+# height qpos[2] for Ant and Humanoid (qpos[:2] = x, y excluded) and qpos[1] for Walker2d
+# (qpos[0] = x excluded), followed there by the torso angle qpos[2] at obs[1].
+ANT_HEALTHY_RULE = HealthyStateRule(
+    ranges=((0, *ANT_HEALTHY_Z_RANGE, "torso z"),), closed=True, require_finite=True)
+HUMANOID_HEALTHY_RULE = HealthyStateRule(
+    ranges=((0, *HUMANOID_HEALTHY_Z_RANGE, "torso z"),), closed=False, require_finite=False)
+WALKER_HEALTHY_RULE = HealthyStateRule(
+    ranges=((0, *WALKER_HEALTHY_Z_RANGE, "torso z"),
+            (1, *WALKER_HEALTHY_ANGLE_RANGE, "torso angle")),
+    closed=False, require_finite=False)
 
 
 def _as_mask(task: Any, size: int) -> np.ndarray:
@@ -116,6 +180,8 @@ class _TaskEnvMixin:
   # Whether the observation is the whole physical state except the translation coordinates
   # (x, or x and y), on which the physics does not depend (see `step_from_observation`).
   observation_is_state = False
+  # The episode's end on an unhealthy state (`HealthyStateRule`); None: it never terminates.
+  termination_rule: Optional[HealthyStateRule] = None
 
 
 class _MaskedActionMixin:
@@ -229,6 +295,7 @@ class _AntTaskEnv(_TaskEnvMixin, AntEnv):
   """
 
   observation_is_state = True  # qpos without x, y, then qvel
+  termination_rule = ANT_HEALTHY_RULE
 
   def __init__(self, task: Any, **kwargs: Any):
     super().__init__(
@@ -323,8 +390,10 @@ class HumanoidDirEnv(HumanoidEnv):
 
   Task: direction angle theta. Reward 0.25 * (mass-centre xy displacement . (cos theta,
   sin theta)) / physics timestep - 0.1 sum(ctrl^2) - min(0.5e-6 sum(cfrc_ext^2), 10) + 5.
-  Episodes end when the torso height leaves [1, 2].
+  Episodes end when the torso height leaves (1, 2).
   """
+
+  termination_rule = HUMANOID_HEALTHY_RULE
 
   def __init__(self, task: Any, **kwargs: Any):
     super().__init__(
@@ -406,6 +475,8 @@ class Walker2dRandParamsEnv(Walker2dEnv):
   not recomputed, as in the original release: that would reset the simulation state.
   """
 
+  termination_rule = WALKER_HEALTHY_RULE
+
   def __init__(self, task: Mapping[str, np.ndarray], **kwargs: Any):
     super().__init__(
         xml_file=WALKER_XML,
@@ -413,8 +484,8 @@ class Walker2dRandParamsEnv(Walker2dEnv):
         ctrl_cost_weight=1e-3,
         healthy_reward=1.0,
         terminate_when_unhealthy=True,
-        healthy_z_range=(0.8, 2.0),
-        healthy_angle_range=(-1.0, 1.0),
+        healthy_z_range=WALKER_HEALTHY_Z_RANGE,
+        healthy_angle_range=WALKER_HEALTHY_ANGLE_RANGE,
         reset_noise_scale=5e-3,
         exclude_current_positions_from_observation=True,
         **kwargs)
