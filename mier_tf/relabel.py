@@ -7,20 +7,58 @@ task: with the adapted context phi_T and the adapted model theta',
     off-policy ("reward_only"):    keep the stored a and s', r ~ p(r | s, a; theta', phi_T)
 
 The original release used the second form for the reward-varying families (velocity,
-direction), where the dynamics are shared and only the reward must change. Rows whose
-predictions are not finite are dropped.
+direction), where the dynamics are shared and only the reward must change.
+
+Terminations: the model predicts no episode end, so an on-policy row is terminal (discount 0)
+when the family's healthy-state rule (`TaskFamily.termination`, e.g. Ant's torso height in
+[0.2, 1]) says the predicted next state ends the episode; families that never terminate
+(HalfCheetah) pass None. Off-policy rows keep the stored next state and its discount.
+
+Rows whose predictions are not finite are dropped, counted and logged: the result's
+`stats` (see `RelabeledTransitions`) say how many, for results files.
 """
-from typing import Dict, Optional, Sequence
+import logging
+from typing import Any, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 RELABEL_MODES = ("policy_actions", "reward_only")
 
+# `termination` left out: on-policy rows then never terminate, with a warning (once).
+_UNSET: Any = object()
+_warned_no_termination = False
+
+
+class RelabeledTransitions(dict):
+  """What `relabel_transitions` returns: the flat arrays (a dict, as before) and `stats`.
+
+  `stats` is a dict of plain numbers (JSON-ready):
+    rows: rows relabeled (before any was dropped).
+    nonfinite_dropped: rows dropped because a prediction was not finite.
+    nonfinite_share: nonfinite_dropped / rows (0.0 for no rows).
+    terminal: kept on-policy rows whose predicted next state ends the episode (discount 0
+      by the family's rule; 0 in "reward_only" mode, which keeps the stored discounts).
+  Several relabelings add up with `combine_stats`.
+  """
+
+  stats: Dict[str, float]
+
+
+def combine_stats(stats: Iterable[Dict[str, float]]) -> Dict[str, float]:
+  """Totals of several relabelings' `stats` (the share recomputed from the totals)."""
+  stats = list(stats)
+  rows = int(sum(s["rows"] for s in stats))
+  dropped = int(sum(s["nonfinite_dropped"] for s in stats))
+  return {"rows": rows, "nonfinite_dropped": dropped,
+          "nonfinite_share": dropped / rows if rows else 0.0,
+          "terminal": int(sum(s["terminal"] for s in stats))}
+
 
 def relabel_transitions(model, actor_network, context: tf.Tensor, batch: Dict[str, np.ndarray],
                         mode: str = "policy_actions", seed: int = 0,
-                        chunk: int = 100_000) -> Dict[str, np.ndarray]:
+                        chunk: int = 100_000, termination: Any = _UNSET
+                        ) -> RelabeledTransitions:
   """Relabels stored transitions as transitions of the task whose context is `context`.
 
   Args:
@@ -32,13 +70,26 @@ def relabel_transitions(model, actor_network, context: tf.Tensor, batch: Dict[st
       model) or "reward_only" (stored actions and next states, reward from the model).
     seed: seed of the policy and model samples.
     chunk: rows per compiled call.
+    termination: the family's rule on next observations (`TaskFamily.termination`: an
+      object whose `terminated(next_obs [N, d])` is bool [N]), or None for a family whose
+      episodes never terminate. In "policy_actions" mode a row whose predicted next state
+      it calls terminal gets discount 0. Left out: no row terminates, and a warning says so.
 
   Returns:
-    Flat arrays with observation, action, reward, next_observation, discount; the rows with
-    non-finite predictions removed.
+    A `RelabeledTransitions`: flat arrays with observation, action, reward,
+    next_observation, discount, the rows with non-finite predictions removed (a warning
+    gives their count and share); its `stats` count them.
   """
+  global _warned_no_termination  # pylint: disable=global-statement
   if mode not in RELABEL_MODES:
     raise ValueError(f"unknown relabel mode {mode!r}; valid modes: {', '.join(RELABEL_MODES)}")
+  if termination is _UNSET:
+    termination = None
+    if mode == "policy_actions" and not _warned_no_termination:
+      _warned_no_termination = True
+      logging.warning("relabel_transitions: no termination rule given, so no relabeled row "
+                      "ends its episode; pass termination=family.termination (None for a "
+                      "family that never terminates).")
   context = tf.convert_to_tensor(context, tf.float32)
   outputs = []
   n = batch["observation"].shape[0]
@@ -48,10 +99,24 @@ def relabel_transitions(model, actor_network, context: tf.Tensor, batch: Dict[st
     outputs.append({k: v.numpy() for k, v in _relabel_chunk(
         model, actor_network, context, part, mode == "policy_actions", seeds).items()})
   out = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
-  finite = np.ones(out["reward"].shape[0], bool)
+  if mode == "policy_actions" and termination is not None:
+    terminated = np.asarray(termination.terminated(out["next_observation"]), bool)
+    out["discount"] = np.where(terminated, 0.0, out["discount"]).astype(
+        out["discount"].dtype)
+  finite = np.ones(n, bool)
   for value in out.values():
     finite &= np.all(np.isfinite(value.reshape(value.shape[0], -1)), axis=1)
-  return {k: v[finite] for k, v in out.items()}
+  dropped = int(n - np.count_nonzero(finite))
+  result = RelabeledTransitions({k: v[finite] for k, v in out.items()})
+  result.stats = {
+      "rows": int(n), "nonfinite_dropped": dropped,
+      "nonfinite_share": dropped / n if n else 0.0,
+      "terminal": (int(np.count_nonzero(result["discount"] == 0))
+                   if mode == "policy_actions" else 0)}
+  if dropped:
+    logging.warning("Relabeling dropped %d of %d rows (%.2f%%): their predictions were not "
+                    "finite.", dropped, n, 100.0 * dropped / n)
+  return result
 
 
 def relabel_error(env, relabeled: Dict[str, np.ndarray], rows: int = 500,
@@ -104,7 +169,7 @@ def _relabel_chunk(model, actor_network, context, batch, policy_actions: bool, s
     action = batch["action"]
   next_obs, reward = model.sample(obs, action, tiled, seed=seeds + 1)
   if policy_actions:
-    # The model predicts no termination: a relabeled row is never terminal.
+    # The model predicts no termination: the family's rule sets it afterwards, on the host.
     discount = tf.ones_like(reward)
   else:
     next_obs, discount = batch["next_observation"], batch["discount"]

@@ -83,6 +83,77 @@ def test_rows_with_non_finite_predictions_are_dropped(actor):
   assert np.all(np.isfinite(out["observation"]))
 
 
+def test_non_finite_rows_are_counted_logged_and_in_the_stats(actor, caplog):
+  model = _hand_set_model(np.array([0.0, 0.0, 0.0, 1.0], np.float32))
+  stored = _stored()
+  stored["observation"][[4, 17]] = np.nan
+  with caplog.at_level("WARNING"):
+    out = relabel.relabel_transitions(model, actor, np.zeros(CTX, np.float32), stored,
+                                      mode="reward_only", chunk=16)
+  assert out.stats == {"rows": 50, "nonfinite_dropped": 2, "nonfinite_share": 0.04,
+                       "terminal": 0}
+  assert "dropped 2 of 50 rows (4.00%)" in caplog.text
+  # All finite: nothing dropped, nothing logged.
+  caplog.clear()
+  with caplog.at_level("WARNING"):
+    clean = relabel.relabel_transitions(model, actor, np.zeros(CTX, np.float32), _stored(),
+                                        mode="reward_only")
+  assert clean.stats["nonfinite_dropped"] == 0 and clean.stats["nonfinite_share"] == 0.0
+  assert "dropped" not in caplog.text
+  assert relabel.combine_stats([out.stats, clean.stats]) == {
+      "rows": 100, "nonfinite_dropped": 2, "nonfinite_share": 0.02, "terminal": 0}
+
+
+def _at_heights(heights):
+  """Stored rows whose observation's first entry (Ant's torso z) is each height."""
+  stored = _stored(len(heights))
+  stored["observation"][:, 0] = heights
+  stored["discount"][:] = 1.0
+  return stored
+
+
+def test_relabeled_rows_of_a_falling_robot_end_where_the_predicted_state_is_unhealthy(actor):
+  """Ant's rule (torso z = obs[0] in [0.2, 1]) on the model's next states z + 0.0:
+  0.1 and 1.2 end the episode (discount 0), 0.5 does not."""
+  from mier_tf import envs  # pylint: disable=import-outside-toplevel
+  rule = envs.get_task_family("ant_negjoints").termination
+  model = _hand_set_model(np.array([0.0, 0.0, 0.0, 1.0], np.float32))
+  stored = _at_heights([0.1, 0.5, 1.2])
+  out = relabel.relabel_transitions(model, actor, np.zeros(CTX, np.float32), stored,
+                                    termination=rule)
+  np.testing.assert_allclose(out["next_observation"][:, 0], [0.1, 0.5, 1.2], atol=1e-5)
+  np.testing.assert_array_equal(out["discount"], [0.0, 1.0, 0.0])
+  assert out["discount"].dtype == np.float32
+  assert out.stats["terminal"] == 2
+  # The rule reads the predicted next state, not the stored one: a model that lifts every
+  # state by 0.6 makes 0.5 -> 1.1 terminal and 0.1 -> 0.7 healthy.
+  lifted = _hand_set_model(np.array([0.6, 0.0, 0.0, 1.0], np.float32))
+  out = relabel.relabel_transitions(lifted, actor, np.zeros(CTX, np.float32), stored,
+                                    termination=rule)
+  np.testing.assert_array_equal(out["discount"], [1.0, 0.0, 0.0])
+  # A family that never terminates (None): every row goes on.
+  out = relabel.relabel_transitions(model, actor, np.zeros(CTX, np.float32), stored,
+                                    termination=None)
+  np.testing.assert_array_equal(out["discount"], np.ones(3))
+  assert out.stats["terminal"] == 0
+  # Off-policy rows keep the stored next state and its discount.
+  stored["discount"][:] = [1.0, 0.0, 1.0]
+  out = relabel.relabel_transitions(model, actor, np.zeros(CTX, np.float32), stored,
+                                    mode="reward_only", termination=rule)
+  np.testing.assert_array_equal(out["discount"], [1.0, 0.0, 1.0])
+
+
+def test_a_missing_termination_rule_is_said_once(actor, caplog, monkeypatch):
+  monkeypatch.setattr(relabel, "_warned_no_termination", False)
+  model = _hand_set_model(np.array([0.0, 0.0, 0.0, 1.0], np.float32))
+  with caplog.at_level("WARNING"):
+    for _ in range(2):
+      out = relabel.relabel_transitions(model, actor, np.zeros(CTX, np.float32),
+                                        _at_heights([0.1, 0.5]))
+  assert caplog.text.count("no termination rule given") == 1
+  np.testing.assert_array_equal(out["discount"], np.ones(2))
+
+
 def test_unknown_mode_names_the_valid_ones(actor):
   with pytest.raises(ValueError, match="policy_actions, reward_only"):
     relabel.relabel_transitions(None, actor, np.zeros(CTX), _stored(), mode="magic")
