@@ -166,3 +166,24 @@ def test_the_run_trains_the_parts_its_builder_makes(small_run):
   other = small_run(seed=3)
   for a, b in zip(run.model.trainable_variables, other.model.trainable_variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_settings_above_the_familys_task_count_are_capped_visibly(small_run, caplog):
+  """cheetah_dir has 2 training tasks: each larger setting is used as 2, with a warning
+  naming the binding, the configured and the used value; identification records 2."""
+  with caplog.at_level("WARNING"):
+    run = small_run(family="cheetah_dir", tasks_per_epoch=5, meta_batch_size=10,
+                    eval_train_tasks=5, identification_tasks=100)
+  assert (run.tasks_per_epoch, run.meta_batch_size, run.identification_tasks) == (2, 2, 2)
+  assert len(run.eval_train_ids) == 2
+  for binding, configured in (("tasks_per_epoch", 5), ("meta_batch_size", 10),
+                              ("eval_train_tasks", 5), ("identification_tasks", 100)):
+    assert (f"MetaTrainingRun.{binding} capped: configured {configured}, used 2 "
+            "(cheetah_dir has 2 training tasks)") in caplog.text
+  assert run.identify().num_tasks == 2
+  # Settings within the family's task count: no warning, used as configured.
+  caplog.clear()
+  with caplog.at_level("WARNING"):
+    run = small_run()
+  assert "capped" not in caplog.text
+  assert (run.tasks_per_epoch, run.meta_batch_size, run.identification_tasks) == (2, 3, 5)

@@ -139,10 +139,20 @@ class MetaTrainingRun:
     # drawing differently in every process). It also seeds Python's and numpy's global state.
     tf.keras.utils.set_random_seed(seed)
     self.num_initial_rounds = num_initial_rounds
-    self.tasks_per_epoch = min(tasks_per_epoch, len(self.family.train_tasks))
+    num_train = len(self.family.train_tasks)
+
+    def capped(name: str, value: int) -> int:
+      """`value`, or the family's number of training tasks if that is fewer (logged: the
+      HParams show the configured value)."""
+      if value > num_train:
+        logging.warning("MetaTrainingRun.%s capped: configured %d, used %d (%s has %d "
+                        "training tasks)", name, value, num_train, self.family.name, num_train)
+      return min(value, num_train)
+
+    self.tasks_per_epoch = capped("tasks_per_epoch", tasks_per_epoch)
     self.prior_steps, self.posterior_steps = prior_steps, posterior_steps
     self.train_steps_per_epoch = train_steps_per_epoch
-    self.meta_batch_size = min(meta_batch_size, len(self.family.train_tasks))
+    self.meta_batch_size = capped("meta_batch_size", meta_batch_size)
     self.adapt_batch_size, self.eval_batch_size = adapt_batch_size, eval_batch_size
     _require_int("MetaTrainingRun.sac_updates_per_step", sac_updates_per_step, 1)
     if sac_rows_per_task is not None:
@@ -155,13 +165,14 @@ class MetaTrainingRun:
     self.normalizer_rows = normalizer_rows
     # Spread over the task parameter (its first feature), so that the evaluated tasks span
     # the training range: velocities from slow to fast, not a random handful.
-    num_train = len(self.family.train_tasks)
     order = np.argsort(self.family.task_features(self.family.train_tasks)[:, 0], kind="stable")
     self.eval_train_ids = np.sort(order[np.unique(
-        np.linspace(0, num_train - 1, min(eval_train_tasks, num_train)).round().astype(int))])
+        np.linspace(0, num_train - 1, capped("eval_train_tasks", eval_train_tasks)
+                    ).round().astype(int))])
     self._standing_still: Optional[Dict[str, np.ndarray]] = None
     self._evaluator: Optional[evaluation.Evaluator] = None
-    self.identification_tasks = min(identification_tasks, len(self.family.train_tasks))
+    # The report records the number used (IdentificationReport.num_tasks, in results.json).
+    self.identification_tasks = capped("identification_tasks", identification_tasks)
     self.summary_interval = summary_interval
     self.eval_video_steps = eval_video_steps
 
