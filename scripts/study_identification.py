@@ -1,4 +1,4 @@
-"""The measurement behind the model-identification defaults (README, "Model identification").
+"""The measurement behind the model-identification defaults (docs/IDENTIFICATION.md).
 
     python scripts/study_identification.py --out=docs/results/identification
 

@@ -169,9 +169,10 @@ def test_continue_adaptation_improves_a_copy_and_leaves_the_model_alone(meta_tra
   held_out = _task(_linear_tasks(rng, [OOD_K], 200), 0)
   original = [v.numpy().copy() for v in model.variables]
 
-  adapted, context = continue_adaptation(model, train, context_steps=10,
-                                         context_lr=trainer.inner.lr, fast_steps=2,
-                                         model_steps=100, model_lr=1e-3)
+  adapted, context, report = continue_adaptation(model, train, context_steps=10,
+                                                 context_lr=trainer.inner.lr, fast_steps=2,
+                                                 model_steps=100, model_lr=1e-3)
+  assert (report.context_steps, report.model_steps, report.heldout_rows) == (10, 100, 0)
 
   for old, var in zip(original, model.variables):
     np.testing.assert_array_equal(old, var.numpy())
@@ -188,9 +189,58 @@ def test_continue_adaptation_context_schedule():
   rng = np.random.default_rng(6)
   model = ContextualDynamicsModel(1, 1, context_dim=2, hidden_sizes=(8,))
   batch = _task(_linear_tasks(rng, [0.5], 50), 0)
-  _, context = continue_adaptation(model, batch, context_steps=10, context_lr=1.,
-                                   fast_steps=2, model_steps=0, clip_norm=1e-4)
+  _, context, _ = continue_adaptation(model, batch, context_steps=10, context_lr=1.,
+                                      fast_steps=2, model_steps=0, clip_norm=1e-4)
   assert np.linalg.norm(context.numpy()) == pytest.approx(1e-4 * (2 + 8 / 10), rel=1e-3)
+
+
+def _concat(a, b):
+  return {k: np.concatenate([a[k], b[k]]) for k in a}
+
+
+def test_continue_adaptation_stops_on_held_out_data(meta_trained):
+  """The held-out curve worked out independently (fixed-count runs of 1..J steps on the
+  adaptation rows alone, each scored on the held-out rows): the phase must stop `patience`
+  steps after that curve's minimum and keep the weights of the minimum."""
+  model, trainer, _ = meta_trained
+  rng = np.random.default_rng(8)
+  train = _task(_linear_tasks(rng, [OOD_K], 160), 0)
+  other = _task(_linear_tasks(rng, [-OOD_K], 40), 0)  # held out: another task's rows
+  patience, cap, lr = 3, 40, 1e-2
+  start = float(model.nll(other, model.context))
+  curve = []
+  for steps in range(1, cap + 1):
+    fixed, context, _ = continue_adaptation(model, train, context_steps=0, model_steps=steps,
+                                            model_lr=lr)
+    curve.append(float(fixed.nll(other, context)))
+  best, best_step, since, expected_steps = start, 0, 0, cap
+  for step, nll in enumerate(curve, 1):
+    if nll < best:
+      best, best_step, since = nll, step, 0
+    else:
+      since += 1
+      if since >= patience:
+        expected_steps = step
+        break
+  assert expected_steps < cap, "the curve must turn up within the cap for this test"
+
+  adapted, context, report = continue_adaptation(
+      model, _concat(train, other), context_steps=0, model_steps=cap, model_lr=lr,
+      heldout_fraction=0.2, patience=patience, inner=trainer.inner)
+  assert (report.adapt_rows, report.heldout_rows) == (160, 40)
+  assert report.model_steps == expected_steps
+  assert report.heldout_nll_model == pytest.approx(best, rel=1e-4)
+  assert float(adapted.nll(other, context)) == pytest.approx(best, rel=1e-4)
+  assert report.heldout_nll_context == pytest.approx(start, rel=1e-5)
+  assert np.isfinite(report.heldout_nll_meta)
+
+  # Held-out rows of the task itself: the steps lower their NLL.
+  same = _task(_linear_tasks(rng, [OOD_K], 40), 0)
+  _, _, report = continue_adaptation(
+      model, _concat(train, same), context_steps=10, context_lr=trainer.inner.lr,
+      model_steps=200, model_lr=1e-3, heldout_fraction=0.2, patience=5)
+  assert report.context_steps >= 1
+  assert report.heldout_nll_model < report.heldout_nll_context - 0.1
 
 
 # ------------------------------------------------------------------------------------------

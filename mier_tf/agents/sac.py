@@ -138,8 +138,8 @@ def create_sac_agent(
     reward_scale_factor: multiplies rewards in the critic target.
     mixed_precision: compute the hidden layers of the actor and critics in bfloat16
       (weights, output layers and losses stay float32). Off by default: `make bench` on
-      this project's CPU found it worth little at the CPU configs' batch (README, "Learning
-      per CPU hour").
+      this project's CPU found it worth little at the CPU configs' batch
+      (docs/BENCHMARK.md, "bfloat16").
     seed: seed of the actions sampled in the losses (their generator is checkpointed with
       the agent, so a resumed run draws what the uninterrupted run would have).
     train_step_counter: optional counter incremented by every train step.

@@ -160,7 +160,7 @@ class MetaTrainer:
       logvar_bound_weight: weight of sum(max_logvar) - sum(min_logvar) in the training loss
         (the release's 0.01); it keeps the learned bounds from drifting apart.
       train_initial_context: whether the outer step also moves the initial context phi.
-        Default False, as the release: see the README, "Model identification", for the
+        Default False, as the release: see docs/IDENTIFICATION.md for the
         measurement behind the choice.
     """
     self.model = model
@@ -219,6 +219,33 @@ class MetaTrainer:
                          nll_after_adapt=nll_after, grad_norm=grad_norm, contexts=contexts)
 
 
+def _split_heldout(batch: Batch, heldout_fraction: float) -> Tuple[Batch, Optional[Batch]]:
+  """The last `heldout_fraction` of the rows (in collection order) held out, the rest kept.
+
+  A contiguous tail, not a random subset: consecutive transitions of one episode are nearly
+  the same, and a random split would score the model on rows it was fitted on, in effect.
+  """
+  n = int(next(iter(batch.values())).shape[0])
+  held = int(round(n * heldout_fraction))
+  if heldout_fraction <= 0:
+    return batch, None
+  if held < 1 or held >= n:
+    raise ValueError(f"adapt_ood.heldout_fraction {heldout_fraction} leaves no rows to "
+                     f"{'hold out' if held < 1 else 'adapt on'} of {n}")
+  return ({k: v[:n - held] for k, v in batch.items()},
+          {k: v[n - held:] for k, v in batch.items()})
+
+
+AdaptationReport = collections.namedtuple(
+    "AdaptationReport",
+    ["heldout_nll_meta",       # held-out NLL with the meta-trained inner loop's context
+     "heldout_nll_context",    # ... after the context steps (the best one kept)
+     "heldout_nll_model",      # ... after the whole-model steps (the best weights kept)
+     "context_steps",          # context steps taken (up to the cap)
+     "model_steps",            # whole-model steps taken (up to the cap)
+     "adapt_rows", "heldout_rows"])
+
+
 def continue_adaptation(model: ContextualDynamicsModel,
                         batch: Batch,
                         context_steps: int = 10,
@@ -227,57 +254,109 @@ def continue_adaptation(model: ContextualDynamicsModel,
                         model_steps: int = 100,
                         model_lr: float = 1e-3,
                         clip_norm: float = 10.,
-                        logvar_bound_weight: float = 0.01
-                        ) -> Tuple[ContextualDynamicsModel, tf.Tensor]:
+                        logvar_bound_weight: float = 0.01,
+                        heldout_fraction: float = 0.0,
+                        patience: int = 10,
+                        inner: Optional["InnerLoop"] = None,
+                        ) -> Tuple[ContextualDynamicsModel, tf.Tensor, AdaptationReport]:
   """Test-time model adaptation of Algorithm 2 on one new task; `model` is left unchanged.
 
-  1. `context_steps` context steps from `model.context`: the first `fast_steps` at
-     `context_lr`, the rest at `context_lr / 10` (as the release did, with `fast_steps` equal
-     to the meta-training inner steps).
-  2. `model_steps` full-batch Adam steps (lr `model_lr`) on all weights and log-variance
-     bounds of a *copy* of the model, on NLL(batch; adapted context) + the bound penalty,
-     the context held fixed.
+  1. Context steps from `model.context`: the first `fast_steps` at `context_lr`, the rest at
+     `context_lr / 10` (as the release did, with `fast_steps` equal to the meta-training
+     inner steps).
+  2. Full-batch Adam steps (lr `model_lr`) on all weights and log-variance bounds of a
+     *copy* of the model, on NLL(batch; adapted context) + the bound penalty, the context
+     held fixed.
+
+  Without held-out data (`heldout_fraction` 0, the release's count) each phase takes its
+  full number of steps. With it, the last `heldout_fraction` of the task's rows are held out
+  and each phase stops once the held-out NLL has not improved for `patience` steps (the
+  step counts are caps); the context and the weights of the best held-out NLL are kept.
 
   Args:
     model: the meta-trained model (not modified).
-    batch: the new task's transitions, leading dims [samples].
-    context_steps: total context steps (release: 10; 20 for ant direction).
+    batch: the new task's transitions, leading dims [samples], in collection order.
+    context_steps: the most context steps (release: 10; 20 for ant direction).
     context_lr: alpha of the first `fast_steps` steps (release: 0.01).
     fast_steps: steps at the full `context_lr`.
-    model_steps: whole-model steps (release: 100; 0 for ant direction and negated joints).
+    model_steps: the most whole-model steps (release: 100; 0 for ant direction and negated
+      joints).
     model_lr: Adam step size of the whole-model steps (release: the model's 1e-3).
     clip_norm: clip of the context gradient.
     logvar_bound_weight: weight of the log-variance bound penalty in the model steps.
+    heldout_fraction: share of the rows held out to stop on (0: none, fixed step counts).
+    patience: steps without a better held-out NLL before a phase stops.
+    inner: the meta-training inner loop, to report the held-out NLL of its context.
 
   Returns:
     (adapted copy of the model whose `context` is set to the adapted context, the adapted
-    context [ctx]).
+    context [ctx], an AdaptationReport; its held-out fields are nan without held-out data).
   """
-  fast = min(fast_steps, context_steps)
-  context = adapt_context(model, batch, fast, context_lr, clip_norm=clip_norm)
-  context = adapt_context(model, batch, context_steps - fast, context_lr / 10.,
-                          context=context, clip_norm=clip_norm)
+  batch = {key: tf.convert_to_tensor(value) for key, value in batch.items()}
+  train, heldout = _split_heldout(batch, heldout_fraction)
+  score = ((lambda m, c: float(m.nll(heldout, c))) if heldout is not None
+           else (lambda m, c: float("nan")))
+  nll_meta = (score(model, inner.adapt(model, train)) if inner is not None
+              else float("nan"))
+
+  # 1. Context steps, one at a time, the best held-out one kept.
+  context = tf.identity(model.context)
+  best_context, best, since, taken = context, score(model, context), 0, 0
+  for step in range(context_steps):
+    lr = context_lr if step < fast_steps else context_lr / 10.
+    context = adapt_context(model, train, 1, lr, context=context, clip_norm=clip_norm)
+    taken += 1
+    if heldout is None:
+      best_context = context
+      continue
+    nll = score(model, context)
+    if nll < best:
+      best_context, best, since = context, nll, 0
+    else:
+      since += 1
+      if since >= patience:
+        break
+  context, context_taken = best_context, taken
   adapted = clone_model(model)
   adapted.context.assign(context)
-  if model_steps <= 0:
-    return adapted, context
+  nll_context = score(adapted, context)
+  model_taken = 0
+  if model_steps > 0:
+    # Weights and log-variance bounds; the context stays where the context steps left it.
+    variables = [v for v in adapted.trainable_variables if v is not adapted.context]
+    optimizer = tf.keras.optimizers.Adam(model_lr)
 
-  # Weights and log-variance bounds; the context stays where the context steps left it.
-  variables = [v for v in adapted.trainable_variables if v is not adapted.context]
-  optimizer = tf.keras.optimizers.Adam(model_lr)
-  batch = {key: tf.convert_to_tensor(value) for key, value in batch.items()}
+    @tf.function
+    def train_step():
+      with tf.GradientTape() as tape:
+        nll = adapted.nll(train, context)
+        loss = nll + logvar_bound_weight * adapted.logvar_bound_penalty()
+      optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+      return nll
 
-  @tf.function
-  def train_step():
-    with tf.GradientTape() as tape:
-      nll = adapted.nll(batch, context)
-      loss = nll + logvar_bound_weight * adapted.logvar_bound_penalty()
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    return nll
-
-  nll_start = adapted.nll(batch, context)
-  for _ in range(model_steps):
-    train_step()
-  logging.info("continue_adaptation: NLL %.3f -> %.3f after %d whole-model steps.",
-               float(nll_start), float(adapted.nll(batch, context)), model_steps)
-  return adapted, context
+    nll_start = adapted.nll(train, context)
+    best, since = nll_context, 0
+    best_values = [v.numpy() for v in variables]
+    for _ in range(model_steps):
+      train_step()
+      model_taken += 1
+      if heldout is None:
+        continue
+      nll = score(adapted, context)
+      if nll < best:
+        best, since, best_values = nll, 0, [v.numpy() for v in variables]
+      else:
+        since += 1
+        if since >= patience:
+          break
+    if heldout is not None:
+      for variable, value in zip(variables, best_values):
+        variable.assign(value)
+    logging.info("continue_adaptation: NLL %.3f -> %.3f after %d whole-model steps.",
+                 float(nll_start), float(adapted.nll(train, context)), model_taken)
+  report = AdaptationReport(
+      heldout_nll_meta=nll_meta, heldout_nll_context=nll_context,
+      heldout_nll_model=score(adapted, context), context_steps=context_taken,
+      model_steps=model_taken, adapt_rows=int(next(iter(train.values())).shape[0]),
+      heldout_rows=0 if heldout is None else int(next(iter(heldout.values())).shape[0]))
+  return adapted, context, report

@@ -63,16 +63,18 @@ def evaluate(run, evaluator: evaluation.Evaluator, task_index: int,
 
 
 def identify_task(run, real: Dict[str, np.ndarray], context_steps: int, fast_steps: int,
-                  model_steps: int, model_lr: float):
-  """Continued model identification on D_adapt (on a copy: the meta-trained model stays).
+                  model_steps: int, model_lr: float, heldout_fraction: float, patience: int):
+  """Continued model identification on D_adapt (on a copy: the meta-trained model stays),
+  stopped on its held-out tail (`model_lib.continue_adaptation`).
 
-  Returns (adapted model theta', its context phi_T).
+  Returns (adapted model theta', its context phi_T, the AdaptationReport).
   """
-  adapted_model, context = model_lib.continue_adaptation(
+  adapted_model, context, report = model_lib.continue_adaptation(
       run.model, {k: tf.convert_to_tensor(v) for k, v in real.items()},
       context_steps=context_steps, context_lr=run.inner.lr, fast_steps=fast_steps,
-      model_steps=model_steps, model_lr=model_lr, clip_norm=run.inner.clip_norm)
-  return adapted_model, tf.convert_to_tensor(context)
+      model_steps=model_steps, model_lr=model_lr, clip_norm=run.inner.clip_norm,
+      heldout_fraction=heldout_fraction, patience=patience, inner=run.inner)
+  return adapted_model, tf.convert_to_tensor(context), report
 
 
 def relabel_experience(run, rng: np.random.Generator, adapted_model, context: tf.Tensor,
@@ -84,7 +86,8 @@ def relabel_experience(run, rng: np.random.Generator, adapted_model, context: tf
   states = flatten_tasks(run.tables.sample(ids, "full", per_task))
   actor = run.agent.policy._actor_network  # pylint: disable=protected-access
   return relabel.relabel_transitions(adapted_model, actor, context, states, mode,
-                                     seed=int(rng.integers(2**30)))
+                                     seed=int(rng.integers(2**30)),
+                                     termination=run.family.termination)
 
 
 def train_policy_step(run, mix: relabel.MixedBatches, context: tf.Tensor, updates: int):
@@ -124,6 +127,8 @@ def adapt_ood(
     fast_steps: int = 2,
     model_steps: int = 100,
     model_lr: float = 1e-3,
+    heldout_fraction: float = 0.2,
+    patience: int = 10,
     # Relabeling.
     relabel_mode: str = "policy_actions",
     relabel_tasks: int = 20,
@@ -135,6 +140,8 @@ def adapt_ood(
     updates_per_step: int = 2,
     batch_size: int = 256,
     real_fraction: float = 0.05,
+    # The guard (beyond the paper).
+    guard_episodes: int = 1,
     seed: int = 0,
 ) -> Dict[str, float]:
   """Runs Algorithm 2 on test task `task_index` of the run in `root_dir`.
@@ -147,6 +154,9 @@ def adapt_ood(
     fast_steps: of which this many at the meta-training inner rate, the rest at a tenth.
     model_steps: whole-model gradient steps after the context steps (0: context only).
     model_lr: learning rate of the whole-model steps.
+    heldout_fraction: the tail of the task's data held out (the release split 80/20); the
+      context and whole-model steps stop once its NLL stops improving (0: fixed counts).
+    patience: steps without a better held-out NLL before a phase stops.
     relabel_mode: "policy_actions" or "reward_only" (see `mier_tf.relabel`).
     relabel_tasks: meta-training tasks whose states are relabeled.
     relabel_states: states relabeled each time.
@@ -156,6 +166,11 @@ def adapt_ood(
     updates_per_step: SAC updates per step.
     batch_size: SAC batch size.
     real_fraction: share of the new task's own data in each batch.
+    guard_episodes: after relabeling, this many deterministic episodes on the task (from
+      start states of their own, never the evaluation's) with the relabeled policy and with
+      the meta-trained one (MIER-wR's policy and context); MIER keeps the better of the two.
+      Their real steps count in the task's budget (`real_env_steps`). 0: no guard (the
+      paper's Algorithm 2).
     seed: seed of relabeling and batch draws.
 
   Returns:
@@ -164,6 +179,9 @@ def adapt_ood(
      episode), "difference" (MIER - MIER-wR paired: mean, se, verdict), "mier_curve" (mean
      after each epoch), "mier_env_steps" (the checkpoint's), "protocol"}.
   """
+  if isinstance(guard_episodes, bool) or not isinstance(guard_episodes, int) or (
+      guard_episodes < 0):
+    raise ValueError(f"adapt_ood.guard_episodes must be an integer >= 0; got {guard_episodes!r}")
   if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
     raise ValueError(f"adapt_ood.num_epochs must be an integer >= 1 (MIER is the policy "
                      f"after relabeling); got {num_epochs!r}")
@@ -186,8 +204,12 @@ def adapt_ood(
   wr = evaluator.evaluate_task(run.eval_agent(), "test", task_index)
   real, context_wr = wr.data, wr.context
   one_task = {k: v[None] for k, v in real.items()}
-  adapted_model, context = identify_task(run, real, context_steps, fast_steps, model_steps,
-                                         model_lr)
+  adapted_model, context, adaptation = identify_task(
+      run, real, context_steps, fast_steps, model_steps, model_lr, heldout_fraction, patience)
+  logging.info("Test task %d: held-out NLL %.3f (meta-trained inner loop) -> %.3f (%d context "
+               "steps) -> %.3f (%d whole-model steps)", task_index,
+               adaptation.heldout_nll_meta, adaptation.heldout_nll_context,
+               adaptation.context_steps, adaptation.heldout_nll_model, adaptation.model_steps)
   with writer.as_default(step=0):
     # Adapt/*: tags of their own, so that TensorBoard does not draw them on one chart with
     # eval/'s tags of the same name against environment steps.
@@ -195,12 +217,16 @@ def adapt_ood(
                       run.model.nll(one_task, context_wr[None]))
     tf.summary.scalar(tags.ADAPT_NLL_OOD_ADAPTED, adapted_model.nll(one_task, context[None]))
 
+  # The meta-trained policy, kept for the guard (the actor's weights decide every action).
+  actor_variables = run.agent.policy._actor_network.variables  # pylint: disable=protected-access
+  meta_trained_actor = [v.numpy() for v in actor_variables]
+
   # Policy training on relabeled experience; each relabeling is scored against the
   # simulator where it can step from an observation (cheetah, ant: it is the state).
   mix = relabel.MixedBatches(real, real_fraction, batch_size, seed=seed)
   scoring_env = run.family.make_env(task)
   scorable = getattr(scoring_env.unwrapped, "observation_is_state", False)
-  errors, curve, step, mier_returns = [], [], 0, wr.returns
+  errors, curve, step, mier_returns, relabel_stats = [], [], 0, wr.returns, []
   mier_wr = wr.mean
   with logging_redirect_tqdm(), tqdm.tqdm(
       total=num_epochs * steps_per_epoch, desc=f"adapt task {task_index}",
@@ -211,6 +237,7 @@ def adapt_ood(
           relabeled = relabel_experience(run, rng, adapted_model, context, relabel_mode,
                                          relabel_tasks, relabel_states)
           mix.set_relabeled(relabeled)
+          relabel_stats.append(relabeled.stats)
           if scorable:
             errors.append(relabel.relabel_error(scoring_env, relabeled, seed=step))
         losses = train_policy_step(run, mix, context, updates_per_step)
@@ -222,16 +249,50 @@ def adapt_ood(
         summaries.write_adapt_epoch(curve[-1], mier_wr, losses,
                                     errors[-1] if errors else None)
       bar.set_postfix(mier=f"{curve[-1]:.1f}", mier_wr=f"{mier_wr:.1f}")
-  writer.flush()
   scoring_env.close()
+  guard = None
+  if guard_episodes:
+    # Both candidates on the same guard episodes; only these steps choose, so the protocol's
+    # K evaluation episodes stay an unbiased measure of the choice.
+    relabeled_returns = evaluator.guard_episodes(
+        run.eval_agent().greedy_actor(), "test", task_index, context.numpy(), guard_episodes)
+    relabeled_weights = [v.numpy() for v in actor_variables]
+    for variable, value in zip(actor_variables, meta_trained_actor):
+      variable.assign(value)
+    meta_returns = evaluator.guard_episodes(
+        run.eval_agent().greedy_actor(), "test", task_index, context_wr, guard_episodes)
+    keep = float(relabeled_returns.mean()) >= float(meta_returns.mean())
+    if keep:
+      for variable, value in zip(actor_variables, relabeled_weights):
+        variable.assign(value)
+    else:  # MIER is then MIER-wR's policy and context: its evaluation is MIER-wR's
+      context, mier_returns = tf.convert_to_tensor(context_wr), wr.returns
+    guard = {"episodes": guard_episodes,
+             "env_steps": int(2 * guard_episodes * run.family.max_episode_steps),
+             "relabeled": float(relabeled_returns.mean()),
+             "meta_trained": float(meta_returns.mean()),
+             "chosen": "relabeled" if keep else "meta_trained"}
+    logging.info("Test task %d: guard kept the %s policy (relabeled %.1f, meta-trained %.1f on "
+                 "%d episodes of its own)", task_index, guard["chosen"], guard["relabeled"],
+                 guard["meta_trained"], guard_episodes)
+  writer.flush()
 
   evaluator.close()
   export_adapted(run, adapted_model, context, os.path.join(out_dir, "export"))
   result = {"mier_wr": mier_wr, "mier_wr_returns": [float(r) for r in wr.returns],
-            "mier": curve[-1], "mier_returns": [float(r) for r in mier_returns],
+            "mier": float(np.mean(mier_returns)),
+            "mier_returns": [float(r) for r in mier_returns],
             "difference": evaluation.paired_difference(mier_returns, wr.returns),
             "mier_curve": curve, "mier_env_steps": int(run.env_steps.numpy()),
-            "protocol": evaluator.protocol.describe()}
+            "protocol": evaluator.protocol.describe(),
+            # Rows relabeled, dropped as non-finite, and ended by the family's healthy rule.
+            "relabel_stats": relabel.combine_stats(relabel_stats),
+            # The model's fit to the task: held-out NLL and the steps each phase took.
+            "adaptation": {k: float(v) for k, v in adaptation._asdict().items()},
+            "guard": guard,
+            # Real transitions of the task MIER used: the adaptation data and the guard's.
+            "real_env_steps": evaluator.protocol.adapt_steps + (guard["env_steps"] if guard
+                                                                 else 0)}
   if errors:  # averaged over the task's relabelings
     result["relabel_error"] = {key: float(np.mean([e[key] for e in errors]))
                                for key in errors[0]}

@@ -36,7 +36,7 @@ from mier_tf.collect import MultiTaskCollector, repeat_context
 from mier_tf.errors import CheckpointError
 
 SPLITS = {"train": 0, "test": 1}
-_ADAPT, _EPISODE = 0, 1  # what a seed is for
+_ADAPT, _EPISODE, _GUARD = 0, 1, 2  # what a seed is for
 
 
 @gin.configurable
@@ -197,21 +197,28 @@ class Evaluator:
         reset_rngs=[p.rng(split, index, _ADAPT, 0)])
     return data[0]
 
-  def episodes(self, actor: Actor, split: str, index: int, context: np.ndarray):
+  def episodes(self, actor: Actor, split: str, index: int, context: np.ndarray,
+               purpose: int = _EPISODE, count: Optional[int] = None):
     """Step 3: the K deterministic episodes from the task's K start states: (returns, lengths)."""
     p = self.protocol
     horizon = self.family.max_episode_steps
-    k = p.episodes
+    k = p.episodes if count is None else count
     task = self._task(split, index)
     episodes, episode_returns = self._collector(k).collect(
         [task] * k, repeat_context(context, k), horizon, actor,
-        reset_rngs=[p.rng(split, index, _EPISODE, e) for e in range(k)])
+        reset_rngs=[p.rng(split, index, purpose, e) for e in range(k)])
     lengths = []
     for episode in episodes:  # a termination is the one step with discount 0
       ends = np.flatnonzero(episode["discount"] == 0.0)
       lengths.append(int(ends[0]) + 1 if len(ends) else horizon)
     return (np.asarray([r[0] for r in episode_returns], np.float64),
             np.asarray(lengths, np.int64))
+
+  def guard_episodes(self, actor: Actor, split: str, index: int, context: np.ndarray,
+                     count: int) -> np.ndarray:
+    """`count` deterministic episodes from start states of their own (never the K evaluation
+    episodes'): for choices made on the task, such as Algorithm 2's guard. Returns [count]."""
+    return self.episodes(actor, split, index, context, purpose=_GUARD, count=count)[0]
 
   def evaluate_task(self, agent: EvalAgent, split: str, index: int) -> TaskEvaluation:
     """MIER-wR on one task: steps 1-3 with the agent's inner loop."""

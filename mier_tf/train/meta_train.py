@@ -683,7 +683,7 @@ def _budget_spent(run: MetaTrainingRun, max_env_steps: Optional[int]) -> bool:
 # Entries of a test task that Algorithm 2 writes: dropped when they came from another
 # checkpoint or protocol than the run's results now do (they would be stale).
 MIER_KEYS = ("mier", "mier_returns", "mier_curve", "mier_env_steps", "difference",
-             "relabel_error", "adaptation")
+             "relabel_error", "relabel_stats", "adaptation")
 
 
 def write_results(run: MetaTrainingRun) -> dict:

@@ -1,0 +1,229 @@
+"""The evaluation protocol (mier_tf/train/evaluation.py): paired, seeded per task, independent
+of training, never stale; and the export/agent SavedModel it runs on outside training."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mier_tf.actors import NumpyActor
+from mier_tf.train import evaluation
+from mier_tf.train import meta_train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+
+
+def _train(root, *bindings):
+  args = [sys.executable, "scripts/train.py", "--gin_file=gin/smoke.gin", f"--root_dir={root}"]
+  proc = subprocess.run(args + [f"--gin_bindings={b}" for b in bindings], cwd=REPO, env=ENV,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
+def _results(root):
+  with open(os.path.join(root, "eval", "results.json")) as f:
+    return json.load(f)
+
+
+def _checkpoint_state(root):
+  """Every tensor of the last checkpoint, every replay array, and the host random states."""
+  latest = tf.train.latest_checkpoint(os.path.join(root, "checkpoints"))
+  reader = tf.train.load_checkpoint(latest)
+  state = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+           if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+  number = latest.rsplit("-", 1)[1]
+  replay_dir = os.path.join(root, "checkpoints", f"replay_{number}")
+  with open(os.path.join(replay_dir, "LATEST")) as f:
+    replay_dir = os.path.join(replay_dir, f.read().strip())
+  for name in sorted(os.listdir(replay_dir)):
+    if name.endswith(".npz"):
+      with np.load(os.path.join(replay_dir, name)) as arrays:
+        state.update({f"{name}/{k}": arrays[k] for k in arrays.files})
+  with open(os.path.join(root, "checkpoints", f"host_{number}.json")) as f:
+    host = json.load(f)
+  state["host/rng"] = json.dumps(host["rng"], sort_keys=True)
+  state["host/collector"] = json.dumps(host["extra"]["collector"], sort_keys=True)
+  state["host/explore"] = json.dumps(host["extra"]["explore"], sort_keys=True)
+  return state
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  """A smoke run (2 epochs, evaluated after each) whose test task 0 went through Algorithm 2."""
+  root = str(tmp_path_factory.mktemp("protocol") / "run")
+  _train(root, "train_and_adapt.adapt_test_tasks=True", "adapt_all_test_tasks.task_indices=[0]")
+  return root
+
+
+def test_paired_difference_worked_by_hand():
+  # d = [1, 2, 3]: mean 2, sample sd 1, se 1/sqrt(3) = 0.577; 2 > 2 * 0.577: won.
+  d = evaluation.paired_difference([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+  assert d["mean"] == pytest.approx(2.0) and d["se"] == pytest.approx(1 / np.sqrt(3))
+  assert d["verdict"] == "won"
+  # d = [1, -1, 3]: mean 1, sd 2, se 1.155; 1 < 2.31: a tie, not a win.
+  d = evaluation.paired_difference([11.0, 9.0, 13.0], [10.0, 10.0, 10.0])
+  assert d["mean"] == pytest.approx(1.0) and d["se"] == pytest.approx(2 / np.sqrt(3))
+  assert d["verdict"] == "tie"
+  assert evaluation.paired_difference([0.0, 0.0, 1.0], [5.0, 6.0, 5.0])["verdict"] == "lost"
+
+
+def test_protocol_draws_depend_on_seed_split_task_and_episode_alone():
+  p = evaluation.EvalProtocol(adapt_steps=10, episodes=3, seed=4)
+  draw = lambda *a: p.rng(*a).integers(2**31)
+  assert draw("test", 3, 1, 2) == draw("test", 3, 1, 2)
+  others = {draw("test", 3, 1, 1), draw("train", 3, 1, 2), draw("test", 4, 1, 2),
+            draw("test", 3, 0, 2), evaluation.EvalProtocol(seed=5).rng("test", 3, 1, 2)
+            .integers(2**31)}
+  assert draw("test", 3, 1, 2) not in others
+  with pytest.raises(ValueError, match="EvalProtocol.episodes must be an integer >= 1"):
+    evaluation.EvalProtocol(episodes=0)
+
+
+def test_the_final_checkpoint_does_not_depend_on_eval_interval(tmp_path):
+  """Evaluating every epoch or only the last leaves the same trained run: evaluation has
+  environments and random draws of its own."""
+  roots = [str(tmp_path / f"every_{n}") for n in (1, 2)]
+  for root, interval in zip(roots, (1, 2)):
+    _train(root, f"meta_train.eval_interval={interval}", "train_and_adapt.adapt_test_tasks=False")
+  a, b = (_checkpoint_state(r) for r in roots)
+  assert sorted(a) == sorted(b)
+  differ = [k for k in a if not (np.array_equal(a[k], b[k]) if isinstance(a[k], np.ndarray)
+                                 else a[k] == b[k])]
+  assert not differ, differ[:5]
+  # And the evaluations of the last epoch agree too (they ran on the same weights).
+  assert _results(roots[0])["test_tasks"]["3"]["mier_wr_returns"] == (
+      _results(roots[1])["test_tasks"]["3"]["mier_wr_returns"])
+
+
+def test_algorithm_2_reports_the_same_mier_wr_as_meta_training_and_pairs_mier(run_dir):
+  results = _results(run_dir)
+  host = sorted(n for n in os.listdir(os.path.join(run_dir, "checkpoints"))
+                if n.startswith("host_"))[-1]
+  with open(os.path.join(run_dir, "checkpoints", host)) as f:
+    evaluated = json.load(f)["extra"]["evaluation"]["episodes"]["test"]
+  task0, task1 = results["test_tasks"]["0"], results["test_tasks"]["1"]
+  # Algorithm 2 wrote task 0's MIER-wR again: the very episodes meta-training evaluated.
+  assert task0["mier_wr_returns"] == evaluated[0]
+  assert task1["mier_wr_returns"] == evaluated[1] and "mier" not in task1
+  k = results["protocol"]["episodes"]
+  assert len(task0["mier_returns"]) == k == len(task0["standing_still_returns"])
+  d = np.subtract(task0["mier_returns"], task0["mier_wr_returns"])
+  assert task0["difference"]["mean"] == pytest.approx(d.mean())
+  assert task0["difference"]["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(k))
+  assert task0["mier_env_steps"] == results["env_steps"] == task0["env_steps"]
+
+
+def test_a_task_evaluates_the_same_alone_or_with_others(run_dir):
+  """evaluate.py on the export: a task's numbers do not depend on the other tasks asked."""
+  def returns(tasks):
+    proc = subprocess.run([sys.executable, "scripts/evaluate.py", f"--root_dir={run_dir}",
+                           f"--tasks={tasks}", "--num_episodes=2", "--adapt_steps=20"],
+                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    return {e["index"]: e["returns"] for e in report["tasks"]}
+  alone, together = returns("3"), returns("1,3,7")
+  assert alone[3] == together[3]
+  assert together[1] != together[3]  # and the tasks do differ
+
+
+def test_a_larger_budget_drops_mier_of_the_older_checkpoint(run_dir, tmp_path):
+  root = str(tmp_path / "grown")
+  _train(root, "train_and_adapt.adapt_test_tasks=True", "adapt_all_test_tasks.task_indices=[0]",
+         "adapt_ood.num_epochs=1")
+  before = _results(root)
+  assert before["test_tasks"]["0"]["mier_env_steps"] == before["env_steps"]
+  # Train one epoch more, without relabeling: task 0's MIER came from the old checkpoint.
+  _train(root, "meta_train.num_epochs=3", "train_and_adapt.adapt_test_tasks=False",
+         "adapt_all_test_tasks.task_indices=[0]", "adapt_ood.num_epochs=1")
+  after = _results(root)
+  assert after["env_steps"] > before["env_steps"]
+  assert "mier" not in after["test_tasks"]["0"] and "difference" not in after["test_tasks"]["0"]
+  assert after["test_tasks"]["0"]["env_steps"] == after["env_steps"]
+  # With relabeling on, it runs again from the new checkpoint.
+  _train(root, "meta_train.num_epochs=3", "train_and_adapt.adapt_test_tasks=True",
+         "adapt_all_test_tasks.task_indices=[0]", "adapt_ood.num_epochs=1")
+  again = _results(root)["test_tasks"]["0"]
+  assert again["mier_env_steps"] == after["env_steps"]
+
+
+def _restored(root):
+  gin.clear_config()
+  from mier_tf import cli  # pylint: disable=import-outside-toplevel
+  cli.parse_run_config(os.path.join(root, "operative_config.gin"))
+  run = meta_train.MetaTrainingRun(root)
+  assert run.checkpointer.restore()
+  return run
+
+
+def test_the_agent_export_acts_as_the_policy_and_identifies_as_the_inner_loop(run_dir):
+  run = _restored(run_dir)
+  try:
+    agent = evaluation.ExportAgent(os.path.join(run_dir, "export"))
+    sig = agent.loaded.signatures
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(5, 17)).astype(np.float32)
+    ctx = rng.normal(size=(5, 5)).astype(np.float32)
+    augmented = np.concatenate([obs, ctx], 1)
+    greedy = NumpyActor.of_agent(run.agent, deterministic=True)(augmented)
+    np.testing.assert_allclose(sig["act"](observation=obs, context=ctx)["action"], greedy,
+                               atol=1e-5)
+    # One context [c] serves every row.
+    one = sig["act"](observation=obs, context=ctx[0])["action"].numpy()
+    np.testing.assert_allclose(one, NumpyActor.of_agent(run.agent, deterministic=True)(
+        np.concatenate([obs, np.repeat(ctx[:1], 5, 0)], 1)), atol=1e-5)
+    # The stochastic policy with given noise is NumpyActor's with the same draws.
+    noise = np.random.default_rng(3).standard_normal((5, 6), np.float32)
+    explore = NumpyActor.of_agent(run.agent)
+    explore.rng = np.random.default_rng(3)
+    np.testing.assert_allclose(sig["act_with_noise"](observation=obs, context=ctx,
+                                                     noise=noise)["action"],
+                               explore(augmented), atol=1e-5)
+    # identify: the run's inner loop.
+    data = {k: rng.normal(size=(20,) + s).astype(np.float32) for k, s in
+            (("observation", (17,)), ("action", (6,)), ("next_observation", (17,)),
+             ("reward", ()))}
+    np.testing.assert_allclose(agent.identify(data), evaluation.LiveAgent(
+        run.model, run.agent, run._adapt_fn).identify(data), atol=1e-5)
+    np.testing.assert_allclose(agent.prior_context(), run.model.context.numpy())
+  finally:
+    gin.clear_config()
+
+
+def test_the_agent_export_loads_with_tensorflow_alone(run_dir, tmp_path):
+  """A fresh process in which tf_agents and mier_tf cannot be imported identifies and acts."""
+  script = textwrap.dedent(f"""
+      import importlib.abc, sys
+      class Refuse(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+          if name.split(".")[0] in ("tf_agents", "mier_tf"):
+            raise ImportError("not installed: " + name)
+      sys.meta_path.insert(0, Refuse())
+      import numpy as np, tensorflow as tf
+      agent = tf.saved_model.load({os.path.join(run_dir, "export", "agent")!r})
+      rng = np.random.default_rng(0)
+      batch = dict(observation=rng.normal(size=(200, 17)), action=rng.normal(size=(200, 6)),
+                   next_observation=rng.normal(size=(200, 17)), reward=rng.normal(size=200))
+      context = agent.identify(**{{k: tf.constant(v, tf.float32) for k, v in batch.items()}})
+      context = context["context"] if isinstance(context, dict) else context
+      obs = tf.constant(rng.normal(size=(4, 17)), tf.float32)
+      action = agent.act(obs, context)["action"]
+      sampled = agent.act_sampled(obs, context, tf.constant(7, tf.int64))["action"]
+      pred = agent.predict(obs, action, context)
+      assert "tf_agents" not in sys.modules and "mier_tf" not in sys.modules
+      print(context.shape, action.shape, sampled.shape, pred["next_observation"].shape,
+            pred["reward"].shape, float(tf.reduce_max(tf.abs(action))))
+      """)
+  proc = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), env=ENV,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  shapes = proc.stdout.strip().splitlines()[-1]
+  assert shapes.startswith("(5,) (4, 6) (4, 6) (4, 17) (4,)")
+  assert float(shapes.split()[-1]) <= 1.0  # HalfCheetah's action bounds
