@@ -113,6 +113,33 @@ def export_model(model, export_dir: str, inner) -> None:
                os.path.join(export_dir, "model"))
 
 
+def _checked_shapes(fn_name: str, specs, tensors) -> list:
+  """`tensors` after one in-graph check of their shapes, for `fn_name`.
+
+  specs: (name, dims) per tensor: the tensor must be [n, *dims] (dims empty or one size),
+  every tensor with the same n. A wrong shape fails before anything reads the tensors, with
+  TF's InvalidArgumentError "assertion failed: [identify takes observation [n, 17], action
+  [n, 6], next_observation [n, 17], reward [n] (the same n); got shapes:] [observation] [17]
+  [action] [200 6] [next_observation] [200 17] [reward] [200]".
+  """
+  ok, got, first_rows = tf.constant(True), [], None
+  for (name, dims), x in zip(specs, tensors):
+    shape = tf.shape(x)
+    ok = tf.logical_and(ok, tf.equal(tf.size(shape), 1 + len(dims)))
+    if dims:  # shape[-1:] is [] for a scalar: the rank check above catches that
+      ok = tf.logical_and(ok, tf.reduce_all(tf.equal(shape[-1:], dims)))
+    rows = shape[:1]
+    first_rows = rows if first_rows is None else first_rows
+    ok = tf.logical_and(ok, tf.reduce_all(tf.equal(rows, first_rows)))
+    got += [name, shape]
+  expected = ", ".join(f"{name} [{', '.join(['n'] + [str(d) for d in dims])}]"
+                       for name, dims in specs)
+  check = tf.debugging.Assert(
+      ok, [f"{fn_name} takes {expected} (the same n); got shapes:"] + got, summarize=8)
+  with tf.control_dependencies([check]):
+    return [tf.ensure_shape(x, [None] + list(dims)) for (_, dims), x in zip(specs, tensors)]
+
+
 class _AgentExport(tf.Module):
   """One artifact that identifies a task and acts: plain tensors in and out (ROOT/export/agent).
 
@@ -120,6 +147,24 @@ class _AgentExport(tf.Module):
   TanhNormalProjectionNetwork: mean and log-std, action = scale * tanh(x) + shift for the
   action bounds) written with plain TF ops from the actor's own variables, so loading needs
   TensorFlow alone (no tf_agents, no mier_tf). A context is [c] (one for every row) or [N, c].
+
+  The SavedModel signatures (`loaded.signatures[name]`: saved_model_cli, TensorFlow Serving)
+  take float32 tensors of the shapes above. The attribute functions (`loaded.act(...)`) have
+  input signatures too (the signatures' own, except `identify`'s), so besides float32 tensors
+  they take numpy arrays and lists of any float dtype, float64 included, each input its own
+  (gymnasium's observations are float64, the policy's actions float32), converted to float32
+  as they are bound. A tf.Tensor of another dtype is refused there by TF's TypeError "Binding
+  inputs to tf.function failed due to `Can not cast TensorSpec(shape=(200, 17),
+  dtype=tf.float64, name='observation') to TensorSpec(shape=<unknown>, dtype=tf.float32,
+  name='observation')`" (cast it first: `tf.cast(x, tf.float32)`). `loaded.identify` takes
+  inputs of any rank and checks their shapes in the graph (`_checked_shapes`: the error
+  names every expected shape and the shapes given); the other attribute functions refuse a
+  wrong shape with TF's binding TypeError, which names the expected shape the same way.
+
+  Accepting float64 tensors too would take a trace per combination of input dtypes (16 for
+  identify, each capturing the model's variables): tried, it about doubled the time
+  tf.saved_model.load takes on this export and added seconds to writing it, for what one
+  `tf.cast` by the caller does.
   """
 
   def __init__(self, model, agent, inner):
@@ -192,16 +237,30 @@ class _AgentExport(tf.Module):
           observation, action, rows(context, tf.shape(observation)[0]))
       return {"next_observation": next_observation, "reward": reward_}
 
+    # The SavedModel signatures: float32, the shapes above.
     self.functions = {"identify": identify, "act": act, "act_with_noise": act_with_noise,
                        "act_sampled": act_sampled, "prior_context": prior_context,
                        "predict": predict}
     for name, fn in self.functions.items():
       setattr(self, name, fn)
 
+    identify_specs = (("observation", [obs_dim]), ("action", [act_dim]),
+                      ("next_observation", [obs_dim]), ("reward", []))
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name=name)
+                                  for name, _ in identify_specs], autograph=False)
+    def identify_checked(observation, action, next_observation, reward):
+      # The shapes checked with an error a person can read, then the signature's function.
+      return identify(*_checked_shapes("identify", identify_specs,
+                                        (observation, action, next_observation, reward)))
+
+    self.identify = identify_checked
+
 
 def export_agent(model, agent, inner, export_dir: str) -> None:
   """Writes `export_dir/agent`: one SavedModel with the signatures `identify`, `act`,
-  `act_sampled`, `act_with_noise`, `prior_context` and `predict` (TensorFlow alone loads it)."""
+  `act_sampled`, `act_with_noise`, `prior_context` and `predict` (TensorFlow alone loads it;
+  `_AgentExport` says which inputs the attribute functions take besides)."""
   module = _AgentExport(model, agent, inner)
   _replace_dir(lambda d: tf.saved_model.save(module, d, signatures=dict(module.functions)),
                os.path.join(export_dir, "agent"))
