@@ -20,6 +20,26 @@ def _bench(*args):
                         capture_output=True, text=True, timeout=300)
 
 
+def _assert_consistent(row):
+  """A row's keys and types, ratio = measured / reference, and `met` agreeing with its goal."""
+  assert set(KEYS) <= set(row), row
+  assert isinstance(row["stage"], str) and isinstance(row["goal"], str)
+  for key in ("measured", "reference", "ratio"):
+    assert isinstance(row[key], float) and math.isfinite(row[key]), (key, row)
+  assert row["measured"] > 0 and row["reference"] > 0, row
+  assert row["met"] is None or isinstance(row["met"], bool), row
+  # ratio is measured / reference (both rounded to 3 decimals in the file).
+  assert math.isclose(row["ratio"], row["measured"] / row["reference"], rel_tol=0.02,
+                      abs_tol=2e-3), row
+  bound = re.fullmatch(r"ratio (<=|>=) ([0-9.]+)", row["goal"])
+  if bound:
+    limit = float(bound.group(2))
+    assert row["met"] == (row["ratio"] <= limit if bound.group(1) == "<=" else
+                          row["ratio"] >= limit), row
+  elif row["goal"] == "report":
+    assert row["met"] is None, row
+
+
 def test_quick_stages_write_consistent_rows(tmp_path):
   out = tmp_path / "bench.json"
   proc = _bench("--only", "relabeling", "--only", "memory", "--only", "distributed collection",
@@ -33,22 +53,7 @@ def test_quick_stages_write_consistent_rows(tmp_path):
   assert [row["stage"] for row in rows] == ["relabeling", "memory replay peak RSS",
                                             "distributed collection, 1 collector"]
   for row in rows:
-    assert set(KEYS) <= set(row), row
-    assert isinstance(row["stage"], str) and isinstance(row["goal"], str)
-    for key in ("measured", "reference", "ratio"):
-      assert isinstance(row[key], float) and math.isfinite(row[key]), (key, row)
-    assert row["measured"] > 0 and row["reference"] > 0, row
-    assert row["met"] is None or isinstance(row["met"], bool), row
-    # ratio is measured / reference (both rounded to 3 decimals in the file).
-    assert math.isclose(row["ratio"], row["measured"] / row["reference"], rel_tol=0.02,
-                        abs_tol=2e-3), row
-    bound = re.fullmatch(r"ratio (<=|>=) ([0-9.]+)", row["goal"])
-    if bound:
-      limit = float(bound.group(2))
-      assert row["met"] == (row["ratio"] <= limit if bound.group(1) == "<=" else
-                            row["ratio"] >= limit), row
-    elif row["goal"] == "report":
-      assert row["met"] is None, row
+    _assert_consistent(row)
   memory = rows[1]
   assert memory["met"] is True  # A few thousand rows are far below 4 GiB.
   # 2 tasks x 2 rounds x (40 + 40 + 60) rows of 42 float32, allocated in 1,024-row chunks.
@@ -59,6 +64,24 @@ def test_quick_stages_write_consistent_rows(tmp_path):
   header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["stage", "measured"])
   assert lines[header + 2].startswith("relabeling ")
   assert lines[header + 3].startswith("memory replay peak RSS ")
+
+
+def test_agent_export_stage_compares_the_export_with_the_three_it_replaces(tmp_path):
+  out = tmp_path / "bench.json"
+  proc = _bench("--only", "agent export", "--quick", "--out", str(out))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(out) as f:
+    rows = json.load(f)["rows"]
+  assert [row["stage"] for row in rows] == ["agent export size", "agent export load",
+                                            "agent export ready", "agent export write"]
+  for row in rows:
+    _assert_consistent(row)
+  size, load, ready, _ = rows
+  # The size row is in MiB of the bytes it records; export/agent is the smaller on disk.
+  assert size["measured"] == round(size["agent_bytes"] / 2**20, 3)
+  assert 0 < size["agent_bytes"] < size["replaced_bytes"] and size["met"] is True
+  # A process that is ready to act has imported TensorFlow (and tf_agents) before loading.
+  assert ready["measured"] > load["measured"] and ready["reference"] > load["reference"]
 
 
 def test_unknown_stage_is_refused_with_the_list(tmp_path):

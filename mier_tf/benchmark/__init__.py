@@ -4,7 +4,7 @@
                      `time_ms`, the row builders, the table and bench.json (`run`)
   fixtures.py        HalfCheetah sizes, random transitions, random env steps
   training_run.py    a MetaTrainingRun with real transitions in its tables
-  collection.py ... distributed.py
+  collection.py ... distributed.py, exports.py
                      one module per stage (`STAGE_MODULES`, in the order they run)
   memory_probe.py    the memory stage's measurement, run as its own process
   learning.py        the learning benchmark (`scripts/benchmark_learning.py`)
@@ -19,7 +19,8 @@ first) free of TensorFlow, so the probe's baseline RSS is numpy and the tables a
 import importlib
 
 STAGE_MODULES = ("collection", "sac_update", "model_step", "relabeling", "replay",
-                 "compiled_steps", "epoch", "training_step", "memory", "distributed")
+                 "compiled_steps", "epoch", "training_step", "memory", "distributed",
+                 "exports")
 
 
 def __getattr__(name: str):
