@@ -146,10 +146,12 @@ def _pid_of(role, root):
 
 
 def _epoch_or_zero(root):
-  try:
-    return _counters(root)["epoch"]
-  except Exception:  # pylint: disable=broad-except  (no checkpoint yet, or being written)
+  """The last checkpoint's epoch; 0 while its index names none (the first is being written).
+  Anything else (an unreadable checkpoint, a missing counter) is an error of the run."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  if tf.train.latest_checkpoint(os.path.join(root, "checkpoints")) is None:
     return 0
+  return _counters(root)["epoch"]
 
 
 def test_a_killed_learner_and_a_killed_server_are_restarted_and_the_run_finishes(tmp_path):

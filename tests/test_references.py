@@ -41,14 +41,23 @@ def test_oracle_checkpoints_must_be_whole_episodes():
     references.oracle_long(family, family.test_tasks[0], [300])
 
 
-def test_the_oracle_on_mier_s_data_is_seeded_and_uses_its_budget():
+def test_the_oracle_on_mier_s_data_is_seeded_and_uses_its_budget(monkeypatch):
+  # What each run spent, counted as it runs: the transitions put in its replay, and the
+  # SAC updates its agent counted (read at its end).
+  added, updates = [], []
+  single_task_sac = references._SingleTaskSac  # pylint: disable=protected-access
+  add, close = references.TransitionRing.add, single_task_sac.close
+  monkeypatch.setattr(references.TransitionRing, "add",
+                      lambda ring, rows: added.append(len(rows["reward"])) or add(ring, rows))
+  monkeypatch.setattr(single_task_sac, "close",
+                      lambda run: updates.append(int(run.agent.train_step_counter)) or close(run))
   family = envs.get_task_family("cheetah_vel_hard")
   task = family.test_tasks[0]
   first = references.oracle_same_data(family, task, 200, 4, seed=1, batch_size=16,
                                       sac_kwargs=SMALL_SAC)
   again = references.oracle_same_data(family, task, 200, 4, seed=1, batch_size=16,
                                       sac_kwargs=SMALL_SAC)
-  assert (first["data_steps"], first["updates"]) == (200, 4)
+  assert added == [200, 200] and updates == [4, 4]  # each run's, one after the other
   assert np.isfinite(first["greedy_return"])
   assert first["greedy_return"] == again["greedy_return"]
 
