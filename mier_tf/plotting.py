@@ -24,7 +24,10 @@ def read_scalars(logdir: str) -> Dict[str, Series]:
         if value.HasField("simple_value"):
           number = value.simple_value
         elif value.HasField("tensor") and value.tensor.dtype in (1, 2):  # float, double
-          number = float(tf.make_ndarray(value.tensor))
+          array = tf.make_ndarray(value.tensor)
+          if array.size != 1:
+            continue  # not a scalar (ROOT's HParams hold other tensors)
+          number = float(array)
         else:
           continue
         points.setdefault(value.tag, {})[event.step] = number  # a resumed run rewrites steps
@@ -49,8 +52,9 @@ def run_scalars(root_dir: str, writer: str) -> Dict[str, Series]:
 def save_run(root_dir: str, out_dir: str, train_points: int = 200) -> List[str]:
   """Copies what a run's plots and tables need into out_dir, small enough to commit.
 
-  Writes eval/results.json, operative_config.gin, and scalars.json: every scalar of eval/ and
-  of each adapt/task_<i>/, and those of train/ at up to `train_points` evenly spaced steps.
+  Writes eval/results.json, operative_config.gin, and scalars.json: every scalar of eval/,
+  eval/standing_still/, eval/mier/ and each adapt/task_<i>/, and those of train/ at up to
+  `train_points` evenly spaced steps.
   `plot_runs` reads such a directory as it reads the run.
   """
   os.makedirs(os.path.join(out_dir, "eval"), exist_ok=True)
@@ -59,17 +63,19 @@ def save_run(root_dir: str, out_dir: str, train_points: int = 200) -> List[str]:
     if os.path.exists(os.path.join(root_dir, name)):
       shutil.copyfile(os.path.join(root_dir, name), os.path.join(out_dir, name))
       written.append(os.path.join(out_dir, name))
-  writers = ["eval", "train"] + sorted(
-      os.path.relpath(d, root_dir) for d in glob.glob(os.path.join(root_dir, "adapt", "task_*")))
+  writers = ["eval", "train"] + [
+      w for w in (tags.STANDING_STILL_WRITER, tags.MIER_WRITER)
+      if os.path.isdir(os.path.join(root_dir, w))] + sorted(
+          os.path.relpath(d, root_dir) for d in glob.glob(os.path.join(root_dir, "adapt", "task_*")))
   scalars = {}
   for writer in writers:
-    tags = {}
+    series = {}
     for tag, (steps, values) in read_scalars(os.path.join(root_dir, writer)).items():
       if writer == "train" and len(steps) > train_points:
         keep = np.unique(np.linspace(0, len(steps) - 1, train_points).round().astype(int))
         steps, values = steps[keep], values[keep]
-      tags[tag] = {"steps": [int(x) for x in steps], "values": [float(x) for x in values]}
-    scalars[writer] = tags
+      series[tag] = {"steps": [int(x) for x in steps], "values": [float(x) for x in values]}
+    scalars[writer] = series
   with open(os.path.join(out_dir, SAVED_SCALARS), "w") as f:
     json.dump(scalars, f)
   written.append(os.path.join(out_dir, SAVED_SCALARS))

@@ -12,7 +12,8 @@ holds, plus what the resumed run adds.
 import glob
 import logging
 import os
-from typing import Dict, Iterator, List, Optional, Tuple
+import re
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -37,7 +38,7 @@ def write_train_step(model_info, sac_info, env_steps) -> None:
 
 def write_evaluation(returns: Dict[str, np.ndarray], still: Dict[str, np.ndarray],
                      lengths: Dict[str, np.ndarray]) -> None:
-  """One MIER-wR evaluation: per split ("train", "test") the returns, the same above
+  """One MIER-wR evaluation (eval/): per split ("train", "test") the returns, the same above
   standing still (0 is doing nothing), the episode lengths; one curve per test task."""
   tf.summary.scalar(tags.TRAIN_RETURN, returns["train"].mean())
   tf.summary.scalar(tags.TEST_RETURN_MIER_WR, returns["test"].mean())
@@ -46,6 +47,14 @@ def write_evaluation(returns: Dict[str, np.ndarray], still: Dict[str, np.ndarray
   tf.summary.scalar(tags.TRAIN_EPISODE_LENGTH, lengths["train"].mean())
   tf.summary.scalar(tags.TEST_EPISODE_LENGTH, lengths["test"].mean())
   for i, value in enumerate(returns["test"]):
+    tf.summary.scalar(tags.test_task_return_tag(i), value)
+
+
+def write_standing_still(still_test: np.ndarray) -> None:
+  """Standing still on the test tasks (eval/standing_still/, at each evaluation): the mean
+  and one curve per test task, under the tags MIER-wR's curves have in eval/."""
+  tf.summary.scalar(tags.TEST_STANDING_STILL, still_test.mean())
+  for i, value in enumerate(still_test):
     tf.summary.scalar(tags.test_task_return_tag(i), value)
 
 
@@ -61,16 +70,73 @@ def write_identification(report, step: int) -> None:
 
 def write_adapt_epoch(mier: float, mier_wr: float, sac_losses,
                       relabel_error: Optional[dict]) -> None:
-  """One relabeling epoch of Algorithm 2: MIER's return, the MIER-wR level it started
-  from, SAC's losses, and the last relabeling's error against the simulator (if scored)."""
-  tf.summary.scalar(tags.TEST_RETURN_MIER, mier)
-  tf.summary.scalar(tags.ADAPT_MIER_WR_RETURN, mier_wr)
-  tf.summary.scalar(tags.CRITIC_LOSS, sac_losses.critic_loss)
-  tf.summary.scalar(tags.ACTOR_LOSS, sac_losses.actor_loss)
-  tf.summary.scalar(tags.ALPHA, sac_losses.alpha)
+  """One relabeling epoch of Algorithm 2 (adapt/task_<i>/): MIER's return, the MIER-wR
+  level it started from, SAC's losses, and the last relabeling's error against the
+  simulator (if scored). All under Relabel/: their axis is the relabeling epoch."""
+  tf.summary.scalar(tags.RELABEL_RETURN_MIER, mier)
+  tf.summary.scalar(tags.RELABEL_RETURN_MIER_WR, mier_wr)
+  tf.summary.scalar(tags.RELABEL_CRITIC_LOSS, sac_losses.critic_loss)
+  tf.summary.scalar(tags.RELABEL_ACTOR_LOSS, sac_losses.actor_loss)
+  tf.summary.scalar(tags.RELABEL_ALPHA, sac_losses.alpha)
   if relabel_error:
     for key in tags.RELABEL_ERROR_KEYS:
       tf.summary.scalar(tags.relabel_error_tag(key), relabel_error[key])
+
+
+def write_mier_at_checkpoint(root_dir: str, results: dict, env_steps: int) -> List[int]:
+  """MIER at the env steps of the checkpoint it relabeled from, for every test task with a
+  MIER result of that checkpoint in `results` (eval/results.json): per task and their mean
+  in eval/mier/, MIER-wR's mean over the same tasks in eval/. Returns the tasks written."""
+  entries = sorted((int(i), e) for i, e in results.get("test_tasks", {}).items()
+                   if "mier" in e and e.get("mier_env_steps") == env_steps)
+  if not entries:
+    return []
+  writer = tf.summary.create_file_writer(os.path.join(root_dir, tags.MIER_WRITER))
+  with writer.as_default(step=env_steps):
+    for i, entry in entries:
+      tf.summary.scalar(tags.test_task_return_tag(i), entry["mier"])
+    tf.summary.scalar(tags.TEST_RETURN_MIER, np.mean([e["mier"] for _, e in entries]))
+  writer.close()
+  writer = tf.summary.create_file_writer(os.path.join(root_dir, "eval"))
+  with writer.as_default(step=env_steps):
+    tf.summary.scalar(tags.TEST_RETURN_MIER_WR_RELABELED,
+                      np.mean([e["mier_wr"] for _, e in entries]))
+  writer.close()
+  return [i for i, _ in entries]
+
+
+def layout(test_task_names: Sequence[str]):
+  """The Custom Scalars dashboard: MIER (eval/mier/), MIER-wR (eval/) and standing still
+  (eval/standing_still/) on one chart against environment steps, for the mean over test
+  tasks and for each test task; and Algorithm 2's MIER against MIER-wR over relabeling
+  epochs (one line per relabeled task). TensorBoard colours the lines by run."""
+  from tensorboard.plugins.custom_scalar import layout_pb2  # pylint: disable=import-outside-toplevel
+
+  def chart(title, *tag_names):
+    return layout_pb2.Chart(title=title, multiline=layout_pb2.MultilineChartContent(
+        tag=[f"^{re.escape(t)}$" for t in tag_names]))
+
+  mean = chart("mean over the test tasks (MIER and the MIER-wR point beside it: over the "
+               "relabeled ones)", tags.TEST_RETURN_MIER, tags.TEST_RETURN_MIER_WR,
+               tags.TEST_RETURN_MIER_WR_RELABELED, tags.TEST_STANDING_STILL)
+  per_task = [chart(f"test task {i} ({name})", tags.test_task_return_tag(i))
+              for i, name in enumerate(test_task_names)]
+  relabeling = chart("MIER after each relabeling epoch, and the MIER-wR it started from",
+                     tags.RELABEL_RETURN_MIER, tags.RELABEL_RETURN_MIER_WR)
+  return layout_pb2.Layout(category=[
+      layout_pb2.Category(title="Return of MIER (eval/mier), MIER-wR (eval) and standing still "
+                          "(eval/standing_still) against env steps; higher is better",
+                          chart=[mean] + per_task),
+      layout_pb2.Category(title="Algorithm 2 (adapt/task_<i>) against relabeling epochs",
+                          chart=[relabeling]),
+  ])
+
+
+def write_layout(test_task_names: Sequence[str]) -> None:
+  """`layout` into the default writer at step 0 (once per run directory: eval/)."""
+  from tensorboard.plugins.custom_scalar import summary as cs_summary  # pylint: disable=import-outside-toplevel
+  tf.summary.experimental.write_raw_pb(
+      cs_summary.pb(layout(test_task_names)).SerializeToString(), step=0)
 
 
 def _records(path: str) -> Iterator[bytes]:

@@ -4,8 +4,9 @@
     python scripts/adapt.py --root_dir=runs/cheetah_vel_hard/X --task=all [--seed=1]
 
 Reads the run's operative_config.gin and last checkpoint (never modified), writes TensorBoard
-events and SavedModels under ROOT/adapt/task_<i>/, and adds each task's MIER-wR and MIER
-returns to ROOT/eval/results.json; ends by printing the run's results.
+events (against relabeling epochs) and SavedModels under ROOT/adapt/task_<i>/, adds each
+task's MIER-wR and MIER returns to ROOT/eval/results.json and MIER to TensorBoard at the
+checkpoint's env steps (ROOT/eval/mier/); ends by printing the run's results.
 """
 import os
 import sys
@@ -47,7 +48,7 @@ def main(argv):
         except ValueError:
           raise cli.UsageError(
               f"--task must be a test task index or 'all', not {FLAGS.task!r}") from None
-        adapt_ood.adapt_ood(FLAGS.root_dir, index)
+        adapt_ood.adapt_all_test_tasks(FLAGS.root_dir, task_indices=[index])
       if FLAGS.video:
         _write_videos(FLAGS.root_dir)
   print(job.summary(FLAGS.root_dir))

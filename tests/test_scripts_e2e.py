@@ -41,6 +41,39 @@ def _tree_digest(path):
   return digest.hexdigest()
 
 
+def _writers_tags(root):
+  """{writer: its scalar tags} for every directory under root with event files."""
+  return {os.path.relpath(base, root): set(plotting.read_scalars(base))
+          for base, _, files in os.walk(root)
+          if any(f.startswith("events.out.tfevents.") for f in files)}
+
+
+def _layouts(root):
+  """Every Custom Scalars layout in eval/'s event files: [(step, Layout)], as TensorBoard's
+  plugin reads them (its tag, its plugin name, the serialised proto in a string tensor)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from tensorboard.plugins.custom_scalar import layout_pb2, metadata  # pylint: disable=import-outside-toplevel
+  found = []
+  for name in sorted(os.listdir(os.path.join(root, "eval"))):
+    if name.startswith("events.out.tfevents."):
+      for record in tf.data.TFRecordDataset(os.path.join(root, "eval", name)):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        for value in event.summary.value:
+          if value.tag == metadata.CONFIG_SUMMARY_TAG:
+            assert value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME
+            found.append((event.step, layout_pb2.Layout.FromString(
+                tf.make_ndarray(value.tensor).item())))
+  return found
+
+
+def _unmatched_chart_tags(layout, writers_tags):
+  """The layout's tag patterns that match no tag of any writer: [(chart, pattern)]."""
+  import re  # pylint: disable=import-outside-toplevel
+  return [(chart.title, pattern) for category in layout.category for chart in category.chart
+          for pattern in chart.multiline.tag
+          if not any(re.search(pattern, tag) for found in writers_tags.values() for tag in found)]
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("smoke") / "run")
@@ -75,6 +108,7 @@ def test_event_files_hold_the_design_tags(run_dir):
   assert hparams[0]["create_sac_agent.critic_fc_layers"].string_value == "(32, 32)"
   train = plotting.read_scalars(os.path.join(run_dir, "train"))
   evals = plotting.read_scalars(os.path.join(run_dir, "eval"))
+  still = plotting.read_scalars(os.path.join(run_dir, tags.STANDING_STILL_WRITER))
   for tag in ("Model/nll_before_adapt", "Model/nll_after_adapt", "Model/meta_loss",
               "SAC/critic_loss", "SAC/actor_loss", "SAC/alpha"):
     assert tag in train, tag
@@ -96,9 +130,15 @@ def test_event_files_hold_the_design_tags(run_dir):
   # Every scalar written is named in mier_tf/tags.py, the one home of the tag names.
   named = {v for k, v in vars(tags).items() if k.isupper() and isinstance(v, str)}
   named |= {tags.test_task_return_tag(i) for i in range(30)}
-  assert set(train) | set(evals) <= named, sorted((set(train) | set(evals)) - named)
-  # One process, one event file per writer (and one in ROOT, the hyperparameters).
-  for writer in ("train", "eval", "."):
+  assert set(train) | set(evals) | set(still) <= named, sorted(
+      (set(train) | set(evals) | set(still)) - named)
+  # No tag against two axes: train/'s and eval/'s tags are apart, Relabel/ is adapt/'s only.
+  assert not set(train) & (set(evals) | set(still)), set(train) & (set(evals) | set(still))
+  assert not any(t.startswith("Relabel/") for t in set(train) | set(evals) | set(still))
+  # One process, one event file per writer (and one in ROOT, the hyperparameters); no MIER
+  # run without relabeling.
+  assert not os.path.exists(os.path.join(run_dir, tags.MIER_WRITER))
+  for writer in ("train", "eval", tags.STANDING_STILL_WRITER, "."):
     files = [n for n in os.listdir(os.path.join(run_dir, writer))
              if n.startswith("events.out.tfevents.")]
     assert len(files) == 1, (writer, files)
@@ -118,6 +158,30 @@ def test_event_files_hold_the_design_tags(run_dir):
     assert evals[tag][1][-1] == pytest.approx(entries[str(i)]["mier_wr"], rel=1e-6), tag
   assert evals["Eval/test_return_mier_wr"][1][-1] == pytest.approx(
       np.mean([entries[str(i)]["mier_wr"] for i in range(30)]), rel=1e-6)
+  # Standing still in a run of its own, under the same per-task tags, at each evaluation:
+  # results.json's value (the same start states each time).
+  with open(os.path.join(run_dir, "eval", "results.json")) as f:
+    results = json.load(f)
+  assert sorted(still) == sorted(per_task + [tags.TEST_STANDING_STILL])
+  for i, tag in enumerate(per_task):
+    np.testing.assert_array_equal(still[tag][0], evals["Eval/train_return"][0])
+    np.testing.assert_allclose(still[tag][1], results["test_tasks"][str(i)]["standing_still"],
+                               rtol=1e-6)
+  np.testing.assert_allclose(still[tags.TEST_STANDING_STILL][1], np.mean(
+      [results["test_tasks"][str(i)]["standing_still"] for i in range(30)]), rtol=1e-6)
+  # The Custom Scalars layout: once, at step 0; the mean and a chart per test task, whose
+  # MIER-wR and standing-still tags are written (MIER's come with relabeling).
+  (step, layout), = _layouts(run_dir)
+  assert step == 0
+  charts = list(layout.category[0].chart)
+  assert len(charts) == 31 and charts[1].title == "test task 0 (v=2.772)"
+  assert [c.multiline.tag[0] for c in charts[1:]] == [
+      f"^Eval_test_task/return_{i:02d}$" for i in range(30)]
+  written = _writers_tags(run_dir)
+  missing = _unmatched_chart_tags(layout, written)
+  assert sorted(p for _, p in missing) == sorted(f"^{t}$" for t in (
+      tags.TEST_RETURN_MIER, tags.TEST_RETURN_MIER_WR_RELABELED, tags.RELABEL_RETURN_MIER,
+      tags.RELABEL_RETURN_MIER_WR)), missing
   # smoke: 2 epochs x 3 steps, a summary every step
   np.testing.assert_array_equal(train["SAC/critic_loss"][0], np.arange(1, 7))
   assert len(evals["Eval/test_return_mier_wr"][0]) == 2
@@ -218,7 +282,7 @@ def test_evaluate_reads_the_family_from_the_run_and_repeats_episodes(run_dir):
   proc = _run(["scripts/evaluate.py", f"--root_dir={run_dir}", "--split=train", "--tasks=1",
                "--num_episodes=2"])
   report = json.loads(proc.stdout)
-  assert report["family"] == "cheetah_vel_hard" and report["num_episodes"] == 2
+  assert report["family"] == "cheetah_vel_hard" and report["protocol"]["episodes"] == 2
   (task,) = report["tasks"]
   assert len(task["returns"]) == 2 and task["return"] == pytest.approx(np.mean(task["returns"]))
 
@@ -234,11 +298,31 @@ def test_adapt_then_plot(run_dir, tmp_path):
   assert _tree_digest(os.path.join(run_dir, "checkpoints")) == before  # never modified
   task_dir = os.path.join(run_dir, "adapt", "task_0")
   scalars = plotting.read_scalars(task_dir)
-  assert len(scalars["Eval/test_return_mier"][0]) == 2  # smoke: 2 epochs
-  # MIER-wR as a reference line on the same relabeling-epoch axis, under its own tag.
-  np.testing.assert_array_equal(scalars["Adapt/mier_wr_return"][0],
-                                scalars["Eval/test_return_mier"][0])
-  assert "Eval/test_return_mier_wr" not in scalars
+  assert len(scalars[tags.RELABEL_RETURN_MIER][0]) == 2  # smoke: 2 epochs
+  # Against relabeling epochs, everything under Relabel/ (a tag of no other axis); MIER-wR
+  # as a reference line.
+  np.testing.assert_array_equal(scalars[tags.RELABEL_RETURN_MIER_WR][0],
+                                scalars[tags.RELABEL_RETURN_MIER][0])
+  assert all(tag.startswith("Relabel/") for tag in scalars), sorted(scalars)
+  # MIER against env steps: one point at the checkpoint's, per task and as the mean (here of
+  # task 0 alone) in eval/mier/; MIER-wR's mean on the same tasks in eval/.
+  with open(os.path.join(run_dir, "eval", "results.json")) as f:
+    results = json.load(f)
+  step, task0 = results["env_steps"], results["test_tasks"]["0"]
+  mier = plotting.read_scalars(os.path.join(run_dir, tags.MIER_WRITER))
+  assert sorted(mier) == sorted([tags.TEST_RETURN_MIER, tags.test_task_return_tag(0)])
+  for tag, (steps, values) in mier.items():
+    assert list(steps) == [step] and values[0] == pytest.approx(task0["mier"], rel=1e-6), tag
+  evals = plotting.read_scalars(os.path.join(run_dir, "eval"))
+  assert evals["Eval/test_return_mier_wr"][0][-1] == step  # the same axis as MIER-wR's
+  relabeled = evals[tags.TEST_RETURN_MIER_WR_RELABELED]
+  assert list(relabeled[0]) == [step]
+  assert relabeled[1][0] == pytest.approx(task0["mier_wr"], rel=1e-6)
+  # Every tag the Custom Scalars layout names is now written by some run.
+  written = _writers_tags(run_dir)
+  assert {tags.STANDING_STILL_WRITER, tags.MIER_WRITER, "adapt/task_0"} <= set(written)
+  (_, layout), = _layouts(run_dir)
+  assert not _unmatched_chart_tags(layout, written), _unmatched_chart_tags(layout, written)
   for name in ("policy", "model"):
     assert os.path.exists(os.path.join(task_dir, "export", name, "saved_model.pb"))
   with open(os.path.join(run_dir, "eval", "results.json")) as f:
@@ -248,13 +332,14 @@ def test_adapt_then_plot(run_dir, tmp_path):
   with open(os.path.join(run_dir, "operative_config.gin")) as f:
     config = dict(l.split(" = ", 1) for l in f.read().splitlines() if l.startswith("adapt_ood."))
   epochs = int(config["adapt_ood.num_epochs"])
-  # One return an epoch, TensorBoard's curve; the NLLs once, before the policy's training.
+  # One return an epoch, TensorBoard's curve (the held-out NLLs are results.json's only).
   assert len(entry["mier_curve"]) == epochs
   for tag, (steps, _) in scalars.items():
-    assert list(steps) == ([0] if tag.startswith("Adapt/nll_") else
-                           list(range(1, epochs + 1))), (tag, steps)
-  np.testing.assert_allclose(scalars["Eval/test_return_mier"][1], entry["mier_curve"], rtol=1e-6)
-  np.testing.assert_allclose(scalars["Adapt/mier_wr_return"][1], entry["mier_wr"], rtol=1e-6)
+    assert list(steps) == list(range(1, epochs + 1)), (tag, steps)
+  np.testing.assert_allclose(scalars[tags.RELABEL_RETURN_MIER][1], entry["mier_curve"],
+                             rtol=1e-6)
+  np.testing.assert_allclose(scalars[tags.RELABEL_RETURN_MIER_WR][1], entry["mier_wr"],
+                             rtol=1e-6)
   # MIER-wR, recomputed by adapt.py in its own process from the checkpoint: what
   # meta-training's last evaluation wrote for test task 0 (one protocol, seeded draws).
   final_return_00 = plotting.read_scalars(os.path.join(run_dir, "eval"))[
@@ -308,7 +393,7 @@ def test_adapt_then_plot(run_dir, tmp_path):
   saved = str(tmp_path / "saved")
   _run(["scripts/save_run.py", f"--root_dir={run_dir}", f"--out_dir={saved}"])
   assert sorted(os.listdir(saved)) == ["eval", "operative_config.gin", "scalars.json"]
-  for writer in ("eval", "train", "adapt/task_0"):
+  for writer in ("eval", "train", tags.STANDING_STILL_WRITER, tags.MIER_WRITER, "adapt/task_0"):
     original, copy = plotting.read_scalars(os.path.join(run_dir, writer)), \
         plotting.run_scalars(saved, writer)
     assert sorted(copy) == sorted(original), writer
@@ -450,7 +535,7 @@ def test_kills_at_every_dangerous_window_resume_to_the_same_final_state(tmp_path
   assert "removed the remains of an interrupted first checkpoint" not in proc.stderr
   _assert_same_state(root, expected)
   # TensorBoard shows each step once, as many as uninterrupted (killed steps were dropped).
-  for logdir in ("train", "eval", "adapt/task_1"):
+  for logdir in ("train", "eval", tags.STANDING_STILL_WRITER, tags.MIER_WRITER, "adapt/task_1"):
     counts = _summary_counts(os.path.join(root, logdir))
     assert max(counts.values()) == 1, (logdir, max(counts, key=counts.get))
     assert sorted(counts) == sorted(_summary_counts(os.path.join(expected, logdir))), logdir

@@ -26,7 +26,6 @@ from mier_tf import model as model_lib
 from mier_tf import relabel
 from mier_tf import results as results_lib
 from mier_tf import summaries
-from mier_tf import tags
 from mier_tf.collect import flatten_tasks
 from mier_tf.train import checkpoints
 from mier_tf.train import evaluation
@@ -203,19 +202,12 @@ def adapt_ood(
   # adaptation data and K episodes (the same numbers meta-training's evaluation wrote).
   wr = evaluator.evaluate_task(run.eval_agent(), "test", task_index)
   real, context_wr = wr.data, wr.context
-  one_task = {k: v[None] for k, v in real.items()}
   adapted_model, context, adaptation = identify_task(
       run, real, context_steps, fast_steps, model_steps, model_lr, heldout_fraction, patience)
   logging.info("Test task %d: held-out NLL %.3f (meta-trained inner loop) -> %.3f (%d context "
                "steps) -> %.3f (%d whole-model steps)", task_index,
                adaptation.heldout_nll_meta, adaptation.heldout_nll_context,
                adaptation.context_steps, adaptation.heldout_nll_model, adaptation.model_steps)
-  with writer.as_default(step=0):
-    # Adapt/*: tags of their own, so that TensorBoard does not draw them on one chart with
-    # eval/'s tags of the same name against environment steps.
-    tf.summary.scalar(tags.ADAPT_NLL_META_ADAPTED,
-                      run.model.nll(one_task, context_wr[None]))
-    tf.summary.scalar(tags.ADAPT_NLL_OOD_ADAPTED, adapted_model.nll(one_task, context[None]))
 
   # The meta-trained policy, kept for the guard (the actor's weights decide every action).
   actor_variables = run.agent.policy._actor_network.variables  # pylint: disable=protected-access
@@ -322,4 +314,9 @@ def adapt_all_test_tasks(root_dir: str, task_indices: Optional[Sequence[int]] = 
         "mier" in done.get(str(i), {})
         and done[str(i)].get("mier_env_steps") == int(run.env_steps.numpy())
         and done[str(i)].get("protocol") == protocol)]
-  return [adapt_ood(root_dir, i, run=run) for i in indices]
+  returns = [adapt_ood(root_dir, i, run=run) for i in indices]
+  # MIER in eval/mier/ at the checkpoint's env steps, beside MIER-wR (every task relabeled
+  # from this checkpoint, as results.json has them: a resumed job writes them once, at its end).
+  summaries.write_mier_at_checkpoint(root_dir, results_lib.read_results(root_dir),
+                                     int(run.env_steps.numpy()))
+  return returns

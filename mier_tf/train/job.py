@@ -35,10 +35,21 @@ def hparams_from_gin() -> dict:
           for param, value in sorted(gin.get_bindings(name).items())}
 
 
-def show_config(run, config: str) -> None:
+def show_config(run, config: str, adapting: bool = False) -> None:
   """The config in TensorBoard, once per run directory: as text (train/, step 0) and as
-  hyperparameters (HParams tab, written in ROOT)."""
+  hyperparameters (HParams tab, written in ROOT); and the Custom Scalars layout (eval/,
+  step 0)."""
   summaries.write_hparams(run.root_dir, hparams_from_gin())
+  if not summaries.has_tag(os.path.join(run.root_dir, "eval"), tags.CUSTOM_SCALARS_LAYOUT):
+    with run.eval_writer.as_default():
+      summaries.write_layout([run.family.describe_task(t) for t in run.family.test_tasks])
+    run.eval_writer.flush()
+    # TensorBoard colours runs in the order they start: started here, before train/, MIER-wR
+    # (eval/), MIER (eval/mier/) and standing still (eval/standing_still/) take its first
+    # colours after ROOT's (blue, red, cyan).
+    if adapting:
+      tf.summary.create_file_writer(os.path.join(run.root_dir, tags.MIER_WRITER)).close()
+    run.standing_still_writer.flush()
   if summaries.has_tag(os.path.join(run.root_dir, "train"), tags.CONFIG):
     return  # a resumed run: its config is the same (run_config.gin) and already shown
   with run.train_writer.as_default(step=0):
@@ -78,7 +89,7 @@ def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False,
       return summary(root_dir)
     def on_start(run) -> None:  # the config is valid: the run was built from it
       run_dir.record_identity(run.root_dir, config)
-      show_config(run, write_operative_config(run.root_dir))
+      show_config(run, write_operative_config(run.root_dir), adapt_test_tasks)
 
     run = (meta_train_fn or meta_train_lib.meta_train)(root_dir, on_start=on_start)
     done = results_lib.read_results(root_dir)["test_tasks"]

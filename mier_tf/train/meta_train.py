@@ -217,6 +217,11 @@ class MetaTrainingRun:
   def eval_writer(self) -> tf.summary.SummaryWriter:
     return self._writer("eval")
 
+  @property
+  def standing_still_writer(self) -> tf.summary.SummaryWriter:
+    """A run of its own beside eval/ (TensorBoard colours lines by run)."""
+    return self._writer(tags.STANDING_STILL_WRITER)
+
   def host_state(self) -> dict:
     """What a resumed run needs beyond TF variables (JSON; saved with every checkpoint).
 
@@ -402,6 +407,9 @@ class MetaTrainingRun:
       summaries.write_identification(report, step)
       if self.eval_video_steps:
         self._rollout_video(contexts["test"][0], step)
+    with self.standing_still_writer.as_default(step=step):
+      summaries.write_standing_still(still["test"])
+    self.standing_still_writer.flush()
     self.last_returns = {"train": float(results["train"].mean()),
                          "test": float(results["test"].mean())}
     self.last_results, self.last_episodes = results, episodes
@@ -486,8 +494,9 @@ def open_run(root_dir: str, on_start: Optional[Callable[["MetaTrainingRun"], Non
   resumed = run.checkpointer.restore()
   summaries.truncate_event_files(os.path.join(root_dir, "train"),
                                  int(run.train_step.numpy()) if resumed else 0)
-  summaries.truncate_event_files(os.path.join(root_dir, "eval"),
-                                 int(run.env_steps.numpy()) if resumed else -1)
+  for writer in ("eval", tags.STANDING_STILL_WRITER, tags.MIER_WRITER):
+    summaries.truncate_event_files(os.path.join(root_dir, writer),
+                                   int(run.env_steps.numpy()) if resumed else -1)
   if on_start is not None:
     on_start(run)
   if resumed:
