@@ -11,6 +11,10 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # rendering where there is no GPU), which is what videos on a server need. A user's own
 # MUJOCO_GL wins.
 _os.environ.setdefault("MUJOCO_GL", "egl")
+# PyOpenGL (imported with MuJoCo's EGL backend) logs "No OpenGL_accelerate module loaded" at
+# INFO, which absl's handler shows: an optional speed-up we do not need.
+import logging as _logging  # pylint: disable=g-import-not-at-top,wrong-import-position
+_logging.getLogger("OpenGL.acceleratesupport").setLevel(_logging.WARNING)
 
 __version__ = "0.1.0"
 

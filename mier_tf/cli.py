@@ -39,7 +39,8 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str],
   Args:
     gin_files: config files; a bare name (ant_negjoints.gin) is looked up in gin/.
     gin_bindings: bindings applied after the files.
-    root_dir: output directory; default runs/<first config name>/<time>.
+    root_dir: output directory; default runs/<config>__s<seed>__<time> in the current
+      directory. Returned as an absolute path.
   """
   if not gin_files:
     raise UsageError(f"--gin_file is required (shipped configs in gin/: "
@@ -65,7 +66,7 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str],
     except ValueError:
       seed = 0
     root_dir = os.path.join("runs", f"{name}__s{seed}__{stamp}")
-  return root_dir
+  return os.path.abspath(root_dir)  # a default lands in the current directory: say which
 
 
 def seed_bindings(seed: Optional[int]) -> list:
@@ -221,6 +222,24 @@ def define_export_flags() -> None:
   flags.DEFINE_string("family", None, "Task family name (default: the run's).")
 
 
+def define_json_flag() -> None:
+  """--json: how evaluate.py and identify.py give their report to programs."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_bool("json", False, "Print the report as JSON on stdout (the summary then goes "
+                    "to stderr); default: the summary alone, on stdout.")
+
+
+def print_report(report: dict, summary: str, as_json: bool) -> None:
+  """A script's end: the human summary on stdout, or with as_json the JSON report on stdout
+  and the summary on stderr."""
+  import json  # pylint: disable=import-outside-toplevel
+  if as_json:
+    print(json.dumps(report, indent=1), flush=True)
+    sys.stderr.write(summary + "\n")
+  else:
+    print(summary, flush=True)
+
+
 def export_and_family(root_dir: Optional[str], export_dir: Optional[str],
                       family: Optional[str]) -> tuple:
   """(export_dir, family) from --root_dir (family from its run.json) or --export_dir + --family."""
@@ -238,7 +257,7 @@ def export_and_family(root_dir: Optional[str], export_dir: Optional[str],
       raise UsageError(f"{run_file} is unreadable or has no 'family': {e}") from e
     if family and family != stored:
       raise UsageError(f"--family={family} but {root_dir} is a run of {stored}")
-    return os.path.join(root_dir, "export"), stored
+    return os.path.abspath(os.path.join(root_dir, "export")), stored
   if not family:
     raise UsageError("--export_dir needs --family (or give --root_dir instead)")
-  return export_dir, family
+  return os.path.abspath(export_dir), family

@@ -31,27 +31,28 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   from mier_tf.train import adapt_ood, job, run_dir  # noqa: F401  pylint: disable=g-import-not-at-top
+  root_dir = os.path.abspath(FLAGS.root_dir)
   with cli.one_line_errors():
-    config = os.path.join(FLAGS.root_dir, "operative_config.gin")
+    config = os.path.join(root_dir, "operative_config.gin")
     if not os.path.isfile(config):
       raise cli.UsageError(f"{config} not found: --root_dir must be a run of scripts/train.py")
     bindings = list(FLAGS.gin_bindings)
     if FLAGS.seed is not None:
       bindings.append(f"adapt_ood.seed = {FLAGS.seed}")
     cli.parse_run_config(config, bindings)
-    with run_dir.RunDirectoryLock(FLAGS.root_dir):
+    with run_dir.RunDirectoryLock(root_dir):
       if FLAGS.task == "all":
-        adapt_ood.adapt_all_test_tasks(FLAGS.root_dir)
+        adapt_ood.adapt_all_test_tasks(root_dir)
       else:
         try:
           index = int(FLAGS.task)
         except ValueError:
           raise cli.UsageError(
               f"--task must be a test task index or 'all', not {FLAGS.task!r}") from None
-        adapt_ood.adapt_all_test_tasks(FLAGS.root_dir, task_indices=[index])
+        adapt_ood.adapt_all_test_tasks(root_dir, task_indices=[index])
       if FLAGS.video:
-        _write_videos(FLAGS.root_dir)
-  print(job.summary(FLAGS.root_dir))
+        _write_videos(root_dir)
+  print(job.summary(root_dir))
 
 
 def _write_videos(root_dir: str) -> None:

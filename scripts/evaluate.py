@@ -10,8 +10,9 @@ deterministic episodes from the task's K start states give the return (their mea
 standing still from the same start states. Every draw is seeded by (seed, split, task,
 episode): a task's numbers do not depend on which other tasks are evaluated.
 With --video_dir each task's first episode is also rendered to an animated GIF.
+Prints a summary per task and the mean; --json prints the report as JSON instead (the
+summary then goes to stderr).
 """
-import json
 import os
 import sys
 
@@ -21,8 +22,10 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 from mier_tf import cli
+from mier_tf import report_text
 
 cli.define_export_flags()
+cli.define_json_flag()
 flags.DEFINE_integer("num_episodes", 3, "K: deterministic episodes per task (the protocol's "
                      "default, EvalProtocol.episodes).")
 flags.DEFINE_integer("adapt_steps", 400, "N: prior-context transitions per task to adapt on "
@@ -56,7 +59,7 @@ def main(argv):
         entry["video"] = video.write_gif(os.path.join(
             FLAGS.video_dir, f"{FLAGS.split}_task_{entry['index']}.gif"), frames)
         entry["video_return"] = episode_return
-  print(json.dumps(report, indent=1))
+  cli.print_report(report, report_text.evaluation_summary(report, export_dir), FLAGS.json)
 
 
 if __name__ == "__main__":

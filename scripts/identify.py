@@ -1,4 +1,4 @@
-"""Scores how well an exported model identifies tasks; prints JSON on stdout.
+"""Scores how well an exported model identifies tasks; prints a summary (--json: JSON).
 
     python scripts/identify.py --root_dir=runs/X            # family read from the run
     python scripts/identify.py --export_dir=runs/X/export --family=cheetah_vel_hard
@@ -10,7 +10,6 @@ against their spread between two adaptations of one task (`mier_tf/identificatio
 Test tasks are read through the same map, after the `adapt` signature and after Algorithm
 2's longer context adaptation.
 """
-import json
 import os
 import sys
 
@@ -20,8 +19,10 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 from mier_tf import cli
+from mier_tf import report_text
 
 cli.define_export_flags()
+cli.define_json_flag()
 flags.DEFINE_integer("num_tasks", 40, "Training tasks scored.")
 flags.DEFINE_integer("steps", 200, "Random-action transitions per adaptation.")
 flags.DEFINE_integer("ood_context_steps", 10, "Context steps of Algorithm 2 on test tasks.")
@@ -36,7 +37,7 @@ def main(argv):
     export_dir, family = cli.export_and_family(FLAGS.root_dir, FLAGS.export_dir, FLAGS.family)
     report = identification.score_export(export_dir, family, FLAGS.num_tasks, FLAGS.steps,
                                          FLAGS.ood_context_steps, seed=FLAGS.seed)
-  print(json.dumps(report, indent=1))
+  cli.print_report(report, report_text.identification_summary(report), FLAGS.json)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Writes ROOT/operative_config.gin, ROOT/train and ROOT/eval (TensorBoard), ROOT/checkpoints
 and ROOT/export (SavedModels). Re-running on the same --root_dir resumes.
 """
+import logging
 import os
 import sys
 
@@ -23,6 +24,7 @@ def main(argv):
   from mier_tf.train import job  # pylint: disable=g-import-not-at-top
   with cli.one_line_errors():
     root_dir, _ = cli.parse_run_flags(FLAGS)
+    logging.info("Run directory: %s", root_dir)  # absolute: a default is under the cwd
     text = job.train_and_adapt(root_dir)
   print(text, flush=True)
 

@@ -77,3 +77,11 @@ def test_error_lines_lose_gins_call_context_and_its_memory_addresses(capsys):
   assert exit_info.value.code == 2
   assert capsys.readouterr().err == (
       "error: meta_train.num_epochs must be an integer >= 1; got -1\n")
+
+
+def test_run_directories_are_absolute(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  smoke = os.path.join(cli.REPO_GIN_DIR, "smoke.gin")
+  assert cli.parse_gin([smoke], [], root_dir="runs/x") == str(tmp_path / "runs" / "x")
+  default = cli.parse_gin([smoke], [])
+  assert default.startswith(str(tmp_path / "runs" / "smoke__s0__"))

@@ -124,7 +124,8 @@ def test_a_task_evaluates_the_same_alone_or_with_others(run_dir):
   """evaluate.py on the export: a task's numbers do not depend on the other tasks asked."""
   def returns(tasks):
     proc = subprocess.run([sys.executable, "scripts/evaluate.py", f"--root_dir={run_dir}",
-                           f"--tasks={tasks}", "--num_episodes=2", "--adapt_steps=20"],
+                           f"--tasks={tasks}", "--num_episodes=2", "--adapt_steps=20",
+                           "--json"],
                           cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout[proc.stdout.index("{"):])

@@ -249,7 +249,7 @@ def test_exports_every_n_epochs_named_by_their_env_steps(tmp_path):
                                          "saved_model.pb")), (step, name)
   proc = _run(["scripts/evaluate.py", f"--export_dir={root}/export/step_{steps[0]}",
                "--family=cheetah_vel_hard", "--split=train", "--tasks=0,1",
-               f"--video_dir={tmp_path}/videos"])
+               f"--video_dir={tmp_path}/videos", "--json"])
   report = json.loads(proc.stdout)
   assert len(report["tasks"]) == 2 and np.isfinite(report["mean_return"])
   import imageio  # pylint: disable=import-outside-toplevel
@@ -271,16 +271,21 @@ def test_saved_models_load_in_a_fresh_process_without_mier_tf(run_dir, tmp_path)
 
 def test_evaluate_script_reports_json(run_dir):
   proc = _run(["scripts/evaluate.py", f"--export_dir={run_dir}/export",
-               "--family=cheetah_vel_hard", "--split=test", "--tasks=0,3"])
+               "--family=cheetah_vel_hard", "--split=test", "--tasks=0,3", "--json"])
   report = json.loads(proc.stdout)
   assert [t["index"] for t in report["tasks"]] == [0, 3]
   assert all(np.isfinite(t["return"]) for t in report["tasks"])
   assert report["mean_return"] == pytest.approx(np.mean([t["return"] for t in report["tasks"]]))
+  # The human summary goes to stderr beside the JSON, and nothing of the imports' chatter.
+  assert f"MIER-wR of {run_dir}/export on 2 test tasks of cheetah_vel_hard" in proc.stderr
+  assert "higher is better" in proc.stderr and "mean over 2: " in proc.stderr
+  for noise in ("OpenGL_accelerate", "Gym has been unmaintained", "cuda", "TensorRT"):
+    assert noise not in proc.stderr, noise
 
 
 def test_evaluate_reads_the_family_from_the_run_and_repeats_episodes(run_dir):
   proc = _run(["scripts/evaluate.py", f"--root_dir={run_dir}", "--split=train", "--tasks=1",
-               "--num_episodes=2"])
+               "--num_episodes=2", "--json"])
   report = json.loads(proc.stdout)
   assert report["family"] == "cheetah_vel_hard" and report["protocol"]["episodes"] == 2
   (task,) = report["tasks"]
@@ -422,6 +427,7 @@ def test_rerunning_a_finished_run_says_so_and_changes_nothing(run_dir):
             for part in ("eval", "export", "checkpoints", "train")}
   proc = _train(run_dir)
   assert "already finished with this configuration; nothing to do" in proc.stderr
+  assert f"Run directory: {run_dir}\n" in proc.stderr  # where it is, said first
   # The script ends with the run's summary on stdout, read from results.json.
   assert f"Results of {run_dir} (cheetah_vel_hard, " in proc.stdout
   assert "MIER-wR on 30 test tasks" in proc.stdout and "identification on 100" in proc.stdout
@@ -588,7 +594,7 @@ def test_reverb_backend_trains_checkpoints_and_resumes(tmp_path):
 
 def test_identify_scores_an_export_from_the_saved_model_alone(run_dir):
   proc = _run(["scripts/identify.py", f"--root_dir={run_dir}", "--num_tasks=6", "--steps=20",
-               "--ood_context_steps=3"])
+               "--ood_context_steps=3", "--json"])
   report = json.loads(proc.stdout)
   assert report["family"] == "cheetah_vel_hard"
   # Recomputed here from the same random-action data, the export's `adapt` and numpy's own

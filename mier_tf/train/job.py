@@ -5,6 +5,7 @@ import os
 import gin
 import tensorflow as tf
 
+from mier_tf import report_text
 from mier_tf import results as results_lib
 from mier_tf import summaries
 from mier_tf import tags
@@ -105,29 +106,6 @@ def train_and_adapt(root_dir: str, adapt_test_tasks: bool = False,
 
 
 def summary(root_dir: str, max_tasks: int = 12) -> str:
-  """A short text of what the run produced, from eval/results.json (for the scripts' end)."""
-  results = results_lib.read_results(root_dir)
-  tasks = results.get("test_tasks", {})
-  lines = [f"Results of {root_dir} ({results.get('family', '?')}, "
-           f"{results.get('env_steps', 0):,} meta-training env steps):"]
-  if "train_return_mier_wr" in results:
-    lines.append(f"  MIER-wR on training tasks {results['train_return_mier_wr']:.1f} "
-                 f"(standing still {results.get('train_standing_still', float('nan')):.1f})")
-  wr = [t["mier_wr"] for t in tasks.values() if "mier_wr" in t]
-  still = [t["standing_still"] for t in tasks.values() if "standing_still" in t]
-  if wr:
-    lines.append(f"  MIER-wR on {len(wr)} test tasks {sum(wr) / len(wr):.1f}" +
-                 (f" (standing still {sum(still) / len(still):.1f})" if still else ""))
-  ident = results.get("identification")
-  if ident:
-    lines.append(f"  identification on {int(ident['num_tasks'])} training tasks: R^2 "
-                 f"{ident['r2']:.3f}, spread ratio {ident['spread_ratio']:.1f}")
-  adapted = sorted((int(i), t) for i, t in tasks.items() if "mier" in t)
-  for index, task in adapted[:max_tasks]:
-    lines.append(f"  test task {index} ({task.get('task', '')}): MIER-wR {task['mier_wr']:.1f}, "
-                 f"MIER {task['mier']:.1f}")
-  if len(adapted) > max_tasks:
-    lines.append(f"  ... and {len(adapted) - max_tasks} more test tasks with MIER")
-  lines.append(f"Files: {os.path.join(root_dir, 'eval', 'results.json')}, "
-               f"{os.path.join(root_dir, 'export')}/; TensorBoard: tensorboard --logdir {root_dir}")
-  return "\n".join(lines)
+  """A short text of what the run produced, from eval/results.json (for the scripts' end):
+  what was measured and which way is better (`mier_tf/report_text.py`)."""
+  return report_text.run_summary(root_dir, results_lib.read_results(root_dir), max_tasks)
