@@ -300,7 +300,7 @@ class ContextualDynamicsModel(tf.keras.Model):
     loss, the context's gradient is almost all state prediction, which in the velocity and
     direction families does not depend on the task, and the adapted context does not
     identify the task (measured on `make train`'s export: leave-one-out R^2 of the target
-    velocity from the context -0.03 with equal weights, README "Model identification").
+    velocity from the context -0.03 with equal weights, docs/IDENTIFICATION.md).
 
     With `loss_weighting="dimensions"`: the sum over all target dimensions, the model's
     true joint log-density (what `distribution` returns).
