@@ -10,7 +10,9 @@ WIDTH = 100
 
 
 def _wrap(text: str, indent: str = "  ") -> List[str]:
-  return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ")
+  # Paths stay whole (copy-pasteable) however long they are.
+  return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ",
+                       break_long_words=False, break_on_hyphens=False)
 
 
 def _returns_note(episodes) -> str:

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from mier_tf.actors import NumpyActor
 from mier_tf.train import evaluation
+from mier_tf.train import job  # noqa: F401  registers train_and_adapt, as the scripts do
 from mier_tf.train import meta_train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -228,3 +229,44 @@ def test_the_agent_export_loads_with_tensorflow_alone(run_dir, tmp_path):
   shapes = proc.stdout.strip().splitlines()[-1]
   assert shapes.startswith("(5,) (4, 6) (4, 6) (4, 17) (4,)")
   assert float(shapes.split()[-1]) <= 1.0  # HalfCheetah's action bounds
+
+
+def test_the_guard_keeps_the_meta_trained_policy_when_relabeling_made_it_worse(run_dir,
+                                                                               monkeypatch):
+  """A constructed failure: the 'relabeled' training drives the actor to a constant
+  all -1 action (as wrong relabeled rewards could). On its guard episode it does worse than
+  the meta-trained policy, so MIER must come out as MIER-wR exactly, and the task's export
+  must act as the meta-trained policy."""
+  from mier_tf.train import adapt_ood as adapt_ood_lib  # pylint: disable=import-outside-toplevel
+
+  def sabotage(run, mix, context, updates):
+    del mix, context, updates
+    actor = run.agent.policy._actor_network  # pylint: disable=protected-access
+    kernel, bias = actor.trainable_variables[-2:]
+    kernel.assign(tf.zeros_like(kernel))
+    action_dim = bias.shape[0] // 2
+    bias.assign(tf.concat([tf.fill([action_dim], -20.0), tf.fill([action_dim], -20.0)], 0))
+    return None
+
+  monkeypatch.setattr(adapt_ood_lib, "train_policy_step", sabotage)
+  monkeypatch.setattr(adapt_ood_lib.summaries, "write_adapt_epoch", lambda *a, **k: None)
+  run = _restored(run_dir)
+  try:
+    meta_actor = NumpyActor.of_agent(run.agent, deterministic=True)
+    result = adapt_ood_lib.adapt_ood(run_dir, 5, run=run, num_epochs=1, steps_per_epoch=2,
+                                     guard_episodes=1)
+  finally:
+    gin.clear_config()
+  guard = result["guard"]
+  assert guard["relabeled"] < guard["meta_trained"], guard  # the construction worked
+  assert guard["chosen"] == "meta_trained" and guard["env_steps"] == 2 * 200
+  assert result["mier_returns"] == result["mier_wr_returns"]
+  assert result["difference"]["mean"] == 0.0
+  assert result["real_env_steps"] == result["protocol"]["adapt_steps"] + 400
+  # The sabotaged curve was measured before the guard chose (its constant policy).
+  assert result["mier_curve"][0] < result["mier_wr"]
+  agent = evaluation.ExportAgent(os.path.join(run_dir, "adapt", "task_5", "export"))
+  obs = np.random.default_rng(1).normal(size=(4, 17)).astype(np.float32)
+  ctx = np.tile(agent.prior_context(), (4, 1))
+  np.testing.assert_allclose(agent.greedy_actor()(np.concatenate([obs, ctx], 1)),
+                             meta_actor(np.concatenate([obs, ctx], 1)), atol=1e-5)

@@ -277,7 +277,9 @@ def test_evaluate_script_reports_json(run_dir):
   assert all(np.isfinite(t["return"]) for t in report["tasks"])
   assert report["mean_return"] == pytest.approx(np.mean([t["return"] for t in report["tasks"]]))
   # The human summary goes to stderr beside the JSON, and nothing of the imports' chatter.
-  assert f"MIER-wR of {run_dir}/export on 2 test tasks of cheetah_vel_hard" in proc.stderr
+  # (Wrapped at 100 columns where the path falls: compare with whitespace folded.)
+  assert (f"MIER-wR of {run_dir}/export on 2 test tasks of cheetah_vel_hard"
+          in " ".join(proc.stderr.split()))
   assert "higher is better" in proc.stderr and "mean over 2: " in proc.stderr
   for noise in ("OpenGL_accelerate", "Gym has been unmaintained", "cuda", "TensorRT"):
     assert noise not in proc.stderr, noise
@@ -648,12 +650,14 @@ def test_a_truncated_saved_model_gets_one_line(run_dir, tmp_path):
   import shutil  # pylint: disable=import-outside-toplevel
   export = tmp_path / "export"
   shutil.copytree(os.path.join(run_dir, "export"), export)
-  pb = export / "model" / "saved_model.pb"
-  pb.write_bytes(pb.read_bytes()[:100])
-  for script in (["scripts/evaluate.py", f"--export_dir={export}", "--family=cheetah_vel_hard"],
-                 ["scripts/identify.py", f"--export_dir={export}", "--family=cheetah_vel_hard"]):
+  for name in ("model", "agent"):  # identify.py reads export/model, evaluate.py export/agent
+    pb = export / name / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[:100])
+  for script, name in (
+      (["scripts/evaluate.py", f"--export_dir={export}", "--family=cheetah_vel_hard"], "agent"),
+      (["scripts/identify.py", f"--export_dir={export}", "--family=cheetah_vel_hard"], "model")):
     proc = _run(script, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert f"{export / 'model'}: cannot be loaded" in lines[0], lines
+    assert f"{export / name}: cannot be loaded" in lines[0], lines
