@@ -1,0 +1,96 @@
+"""The campaign's supervisor and status view (mier_tf/campaign.py, scripts/campaign.py)."""
+import fcntl
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mier_tf import campaign
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _script(*args):
+  return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "campaign.py"), *args],
+                        capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"),
+                    reason="the kernel has no autogroup scheduling (nothing to lower)")
+def test_the_supervisor_lowers_its_whole_session_not_only_its_nice_value():
+  """Under autogroup scheduling a nice 19 process in a session of its own still gets an equal
+  share of the CPU against another session; the supervisor's session must be ranked last."""
+  code = ("from mier_tf import campaign; print(campaign.lowest_priority()); "
+          "print(open('/proc/self/autogroup').read().strip())")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        cwd=REPO, timeout=60, check=True, start_new_session=True)
+  said, group = proc.stdout.strip().splitlines()
+  assert group.endswith("nice 19"), group
+  assert said == f"scheduling group: {group}"
+  # A child started by it (a run) shares the group, hence its priority.
+  child = subprocess.run(
+      [sys.executable, "-c", "from mier_tf import campaign; campaign.lowest_priority(); "
+       "import subprocess; print(subprocess.run(['cat', '/proc/self/autogroup'], "
+       "capture_output=True, text=True).stdout.strip())"],
+      capture_output=True, text=True, cwd=REPO, timeout=60, check=True,
+      start_new_session=True)
+  assert child.stdout.strip().endswith("nice 19"), child.stdout
+
+
+def test_status_reads_progress_milestones_and_finished_runs(tmp_path):
+  runs = campaign.get_campaign("smoke")
+  first = tmp_path / runs[0].name
+  (first / "milestones" / "step_30000").mkdir(parents=True)
+  (first / "milestones" / "step_60000").mkdir()
+  (first / "milestones" / "not_a_milestone").mkdir()
+  (first / "progress.json").write_text(json.dumps(
+      {"family": "cheetah_vel_hard", "env_steps": 60_000, "max_env_steps": 90_000,
+       "epoch": 4, "planned_epochs": 10, "seconds_per_epoch": 1800.0, "updated": 1000.0}))
+  rows = campaign.status("smoke", str(tmp_path), now=1000.0 + 25 * 60)
+  assert [r["run"] for r in rows] == [r.name for r in runs]
+  row = rows[0]
+  assert row["milestones"] == [30_000, 60_000]
+  assert row["eta_hours"] == pytest.approx(6 * 1800 / 3600)  # 6 epochs left at 30 min each
+  assert row["state"] == "checkpoint 25 min ago" and row["family"] == "cheetah_vel_hard"
+  assert rows[1]["state"] == "not started" and rows[1]["env_steps"] is None
+  (first / "finished.json").write_text("{}")
+  assert campaign.status("smoke", str(tmp_path))[0]["state"] == "finished"
+  text = campaign.format_status("smoke", str(tmp_path), rows)
+  assert "no supervisor running" in text
+  assert "60,000 / 90,000" in text and "30k,60k" in text and "3.0" in text
+
+
+def test_a_second_supervisor_does_nothing_while_one_holds_the_lock(tmp_path, capsys):
+  fd = os.open(tmp_path / campaign.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+  fcntl.flock(fd, fcntl.LOCK_EX)
+  os.write(fd, b"4242")
+  try:
+    assert campaign.supervisor_pid(str(tmp_path)) == 4242
+    assert campaign.supervise("smoke", str(tmp_path)) == 0
+    assert "another supervisor holds" in capsys.readouterr().out
+    assert campaign.start("smoke", str(tmp_path)) == (
+        f"campaign smoke is already running (supervisor PID 4242) in {tmp_path}")
+    assert not (tmp_path / campaign.get_campaign("smoke")[0].name).exists()  # nothing ran
+  finally:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+  assert campaign.supervisor_pid(str(tmp_path)) is None
+
+
+def test_the_script_names_the_campaigns_and_plans_the_commands(tmp_path):
+  proc = _script("status", "--campaign=nope", f"--runs_dir={tmp_path}")
+  assert proc.returncode == 2
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert len(lines) == 1 and "paper, smoke" in lines[0], proc.stderr
+  proc = _script("plan", "--campaign=paper", f"--runs_dir={tmp_path}")
+  assert proc.returncode == 0, proc.stderr
+  plan = proc.stdout.strip().splitlines()
+  assert len(plan) == 12 and plan[0].startswith("cheetah_vel_hard_paper_s0: ")
+  assert f"--root_dir={tmp_path / 'ant_negjoints_paper_s2'}" in plan[-1]
+  for line in plan:  # every config the campaign names exists
+    gin_file = line.split("--gin_file=")[1].split()[0]
+    assert os.path.isfile(gin_file), gin_file
+  proc = _script("restart")
+  assert proc.returncode == 2 and "usage: scripts/campaign.py {start|status|plan}" in proc.stderr
