@@ -218,7 +218,7 @@ class ContextSacLearner:
   def __init__(self, agent: sac_agent.SacAgent):
     self.agent = agent
 
-  @tf.function
+  @tf.function(autograph=False)
   def train(self, observation, action, reward, next_observation, discount) -> SacLosses:
     """One SAC step on flat arrays whose observations already carry their context."""
     info = self.agent.train(make_transition(
@@ -229,7 +229,7 @@ class ContextSacLearner:
     return SacLosses(losses.critic_loss, losses.actor_loss, losses.alpha_loss,
                      tf.exp(self.agent._log_alpha))  # pylint: disable=protected-access
 
-  @tf.function
+  @tf.function(autograph=False)
   def train_tagged(self, batch, contexts) -> SacLosses:
     """One SAC step on per-task samples [tasks, n, ...] tagged with contexts [tasks, c].
 

@@ -62,7 +62,8 @@ def evaluate(run, evaluator: evaluation.Evaluator, task_index: int,
 
 
 def identify_task(run, real: Dict[str, np.ndarray], context_steps: int, fast_steps: int,
-                  model_steps: int, model_lr: float, heldout_fraction: float, patience: int):
+                  model_steps: int, model_lr: float, heldout_fraction: float, patience: int,
+                  context_lr: Optional[float] = None, context_clip: Optional[float] = None):
   """Continued model identification on D_adapt (on a copy: the meta-trained model stays),
   stopped on its held-out tail (`model_lib.continue_adaptation`).
 
@@ -70,8 +71,10 @@ def identify_task(run, real: Dict[str, np.ndarray], context_steps: int, fast_ste
   """
   adapted_model, context, report = model_lib.continue_adaptation(
       run.model, {k: tf.convert_to_tensor(v) for k, v in real.items()},
-      context_steps=context_steps, context_lr=run.inner.lr, fast_steps=fast_steps,
-      model_steps=model_steps, model_lr=model_lr, clip_norm=run.inner.clip_norm,
+      context_steps=context_steps,
+      context_lr=run.inner.lr if context_lr is None else context_lr, fast_steps=fast_steps,
+      model_steps=model_steps, model_lr=model_lr,
+      clip_norm=run.inner.clip_norm if context_clip is None else context_clip,
       heldout_fraction=heldout_fraction, patience=patience, inner=run.inner)
   return adapted_model, tf.convert_to_tensor(context), report
 
@@ -124,6 +127,8 @@ def adapt_ood(
     # Test-time model adaptation (the data: the evaluation protocol's N steps).
     context_steps: int = 10,
     fast_steps: int = 2,
+    context_lr: Optional[float] = None,
+    context_clip: Optional[float] = None,
     model_steps: int = 100,
     model_lr: float = 1e-3,
     heldout_fraction: float = 0.2,
@@ -150,7 +155,9 @@ def adapt_ood(
     task_index: index into the family's test tasks.
     run: an already built run of root_dir's config (its checkpoint is restored again).
     context_steps: context gradient steps (N_fast in total).
-    fast_steps: of which this many at the meta-training inner rate, the rest at a tenth.
+    fast_steps: of which this many at the context rate, the rest at a tenth.
+    context_lr: the context rate (default: the meta-training inner loop's, as the release).
+    context_clip: the clip of the context gradient's norm (default: the inner loop's).
     model_steps: whole-model gradient steps after the context steps (0: context only).
     model_lr: learning rate of the whole-model steps.
     heldout_fraction: the tail of the task's data held out (the release split 80/20); the
@@ -203,7 +210,9 @@ def adapt_ood(
   wr = evaluator.evaluate_task(run.eval_agent(), "test", task_index)
   real, context_wr = wr.data, wr.context
   adapted_model, context, adaptation = identify_task(
-      run, real, context_steps, fast_steps, model_steps, model_lr, heldout_fraction, patience)
+      run, real, context_steps, fast_steps, model_steps, model_lr, heldout_fraction, patience,
+      context_lr, context_clip)
+  adapted_context = context.numpy()
   logging.info("Test task %d: held-out NLL %.3f (meta-trained inner loop) -> %.3f (%d context "
                "steps) -> %.3f (%d whole-model steps)", task_index,
                adaptation.heldout_nll_meta, adaptation.heldout_nll_context,
@@ -281,6 +290,10 @@ def adapt_ood(
             "relabel_stats": relabel.combine_stats(relabel_stats),
             # The model's fit to the task: held-out NLL and the steps each phase took.
             "adaptation": {k: float(v) for k, v in adaptation._asdict().items()},
+            # Where identification put the task: MIER-wR's context (the meta-trained inner
+            # loop) and Algorithm 2's (before the guard's choice).
+            "contexts": {"mier_wr": [float(x) for x in np.ravel(context_wr)],
+                         "adapted": [float(x) for x in np.ravel(adapted_context)]},
             "guard": guard,
             # Real transitions of the task MIER used: the adaptation data and the guard's.
             "real_env_steps": evaluator.protocol.adapt_steps + (guard["env_steps"] if guard

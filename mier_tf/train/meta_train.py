@@ -188,7 +188,7 @@ class MetaTrainingRun:
     self._adapt_fn = tf.function(  # compiled once per batch shape (~2.5x faster than eager)
         lambda batch: self.inner.adapt(self.model, batch),
         reduce_retracing=True)
-    self._train_step_fn = tf.function(self._train_step_graph)
+    self._train_step_fn = tf.function(self._train_step_graph, autograph=False)
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
     self.train_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step")

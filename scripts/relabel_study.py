@@ -1,0 +1,222 @@
+"""Decisive experiments on Algorithm 2 (issue #22): variants of experience relabeling, each
+rerun from the same meta-trained checkpoint, one variable changed at a time.
+
+    python scripts/relabel_study.py --root_dir=RUN --out=DIR --variants=base,release \\
+        --tasks=0,9,18,27 --seeds=0,1,2       # runs what is not done yet (resumable)
+    python scripts/relabel_study.py --out=DIR --table   # the table of what is done
+
+RUN is a meta-training run or one of its milestones (RUN/milestones/step_<n>); it is read,
+never written: each (variant, seed) works in DIR/<variant>/s<seed>/, a copy of RUN's
+checkpoint made of hard links. Every task is one `scripts/adapt.py` process (a kill loses at
+most the task it was on), run with the variant's gin bindings and adapt_ood.guard_episodes = 0:
+relabeling is measured alone, without the guard that would hide it. DIR/study.csv and
+DIR/study.json hold one row per (variant, seed, task): the held-out NLL of the task's own data
+(meta-trained inner loop, after the context steps, after the whole-model steps), the steps
+taken, where the context went, the relabeled reward's correlation, bias and MAE and the
+next-state error against the simulator, MIER-wR, MIER, their paired difference, and the
+seconds the task took.
+"""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from mier_tf import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# name -> (what it changes against base, its gin bindings). Base is today's Algorithm 2.
+VARIANTS = {
+    "base": ("today's defaults: 10 context steps, <= 100 whole-model steps, stopped on a "
+             "20% held-out tail", []),
+    "release": ("the release's fixed counts: no held-out stopping",
+                ["adapt_ood.heldout_fraction = 0.0"]),
+    "context_far": ("(a) 100 context steps, all at the full rate, gradient clip 100: the "
+                    "context may leave the training range",
+                    ["adapt_ood.context_steps = 100", "adapt_ood.fast_steps = 100",
+                     "adapt_ood.context_clip = 100.0", "adapt_ood.patience = 20"]),
+    "context_only": ("(b) no whole-model steps", ["adapt_ood.model_steps = 0"]),
+    "model_1000": ("(b) up to 1,000 whole-model steps (held-out stopping, patience 50)",
+                   ["adapt_ood.model_steps = 1000", "adapt_ood.patience = 50"]),
+    "data_2000": ("(c) 2,000 adaptation steps of the task instead of 400 (MIER-wR's too)",
+                  ["EvalProtocol.adapt_steps = 2000"]),
+    "real_half": ("(d) half of every SAC batch from the task's own data (5% today)",
+                  ["adapt_ood.real_fraction = 0.5"]),
+    "updates_x4": ("(d) four times the SAC updates", ["adapt_ood.updates_per_step = 8"]),
+}
+ALWAYS = ["adapt_ood.guard_episodes = 0"]
+COLUMNS = ["variant", "seed", "task", "task_parameter", "mier_env_steps",
+           "nll_meta", "nll_context", "nll_model", "context_steps", "model_steps",
+           "context_moved", "reward_corr", "reward_bias", "reward_mae", "reward_true_std",
+           "next_state_rmse", "mier_wr", "mier", "difference", "difference_se", "verdict",
+           "seconds"]
+
+flags.DEFINE_string("root_dir", None, "The meta-training run (or milestone) to start from.")
+flags.DEFINE_string("out", None, "The study's directory.", required=True)
+flags.DEFINE_list("variants", ["base"], f"Of: {', '.join(VARIANTS)}.")
+flags.DEFINE_list("tasks", ["0"], "Test task indices.")
+flags.DEFINE_list("seeds", ["0"], "adapt_ood seeds (relabeling and batch draws).")
+flags.DEFINE_multi_string("gin_bindings", [], "Bindings for every variant (e.g. a shorter "
+                          "adapt_ood.num_epochs), recorded in DIR/study_config.json.")
+flags.DEFINE_integer("nice", 10, "Niceness of each task's process.")
+flags.DEFINE_bool("table", False, "Only write and print the table of what is done.")
+FLAGS = flags.FLAGS
+
+
+def _copy_checkpoint(root_dir: str, dest: str) -> None:
+  """DIR/<variant>/s<seed>: RUN's configs and checkpoint, hard-linked (read-only use)."""
+  if os.path.isfile(os.path.join(dest, "operative_config.gin")):
+    return
+  partial = dest + ".partial"
+  shutil.rmtree(partial, ignore_errors=True)
+  os.makedirs(partial)
+  for name in ("operative_config.gin", "run_config.gin", "run.json"):
+    if os.path.exists(os.path.join(root_dir, name)):
+      shutil.copy2(os.path.join(root_dir, name), partial)
+  shutil.copytree(os.path.join(root_dir, "checkpoints"), os.path.join(partial, "checkpoints"),
+                  copy_function=os.link)
+  os.rename(partial, dest)
+
+
+def _results(dest: str) -> dict:
+  try:
+    with open(os.path.join(dest, "eval", "results.json")) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return {"test_tasks": {}}
+
+
+def _times(dest: str) -> dict:
+  try:
+    with open(os.path.join(dest, "seconds.json")) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return {}
+
+
+def run_task(dest: str, variant: str, seed: int, task: int, bindings) -> None:
+  command = ["nice", "-n", str(FLAGS.nice), sys.executable,
+             os.path.join(REPO, "scripts", "adapt.py"), f"--root_dir={dest}", f"--task={task}",
+             f"--seed={seed}"]
+  command += [f"--gin_bindings={b}" for b in ALWAYS + bindings + VARIANTS[variant][1]]
+  start = time.time()
+  with open(os.path.join(dest, "adapt.log"), "a") as log:
+    subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+  times = _times(dest)
+  times[str(task)] = time.time() - start
+  with open(os.path.join(dest, "seconds.json"), "w") as f:
+    json.dump(times, f)
+
+
+def _row(variant: str, seed: int, task: str, entry: dict, seconds) -> dict:
+  adaptation = entry.get("adaptation", {})
+  error = entry.get("relabel_error", {})
+  contexts = entry.get("contexts", {})
+  moved = (sum((a - b) ** 2 for a, b in zip(contexts["adapted"], contexts["mier_wr"])) ** 0.5
+           if contexts else None)
+  difference = entry["difference"]
+  return {"variant": variant, "seed": seed, "task": int(task),
+          "task_parameter": entry.get("task"), "mier_env_steps": entry.get("mier_env_steps"),
+          "nll_meta": adaptation.get("heldout_nll_meta"),
+          "nll_context": adaptation.get("heldout_nll_context"),
+          "nll_model": adaptation.get("heldout_nll_model"),
+          "context_steps": adaptation.get("context_steps"),
+          "model_steps": adaptation.get("model_steps"), "context_moved": moved,
+          "reward_corr": error.get("reward_corr"), "reward_bias": error.get("reward_bias"),
+          "reward_mae": error.get("reward_mae"), "reward_true_std": error.get("reward_true_std"),
+          "next_state_rmse": error.get("next_state_rmse"), "mier_wr": entry["mier_wr"],
+          "mier": entry["mier"], "difference": difference["mean"],
+          "difference_se": difference["se"], "verdict": difference["verdict"],
+          "seconds": seconds}
+
+
+def table(out: str) -> list:
+  rows = []
+  for variant in VARIANTS:
+    vdir = os.path.join(out, variant)
+    if not os.path.isdir(vdir):
+      continue
+    for name in sorted(os.listdir(vdir)):
+      if not (name.startswith("s") and name[1:].isdigit()):
+        continue
+      dest = os.path.join(vdir, name)
+      times = _times(dest)
+      for task, entry in sorted(_results(dest)["test_tasks"].items(), key=lambda x: int(x[0])):
+        if "mier" in entry:
+          rows.append(_row(variant, int(name[1:]), task, entry, times.get(task)))
+  with open(os.path.join(out, "study.json"), "w") as f:
+    json.dump(rows, f, indent=1)
+  with open(os.path.join(out, "study.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+  return rows
+
+
+def _fmt(value, spec):
+  return "-" if value is None else format(value, spec)
+
+
+def print_table(rows: list) -> None:
+  print(f"{'variant':13} {'seed':>4} {'task':>4} {'nll meta>ctx>model':>22} {'steps':>8} "
+        f"{'moved':>6} {'r corr':>6} {'r bias':>6} {'r MAE':>6} {'s RMSE':>6} {'MIER-wR':>8} "
+        f"{'MIER':>8} {'diff':>14} {'s':>5}")
+  for r in rows:
+    nll = "/".join(_fmt(r[k], ".2f") for k in ("nll_meta", "nll_context", "nll_model"))
+    print(f"{r['variant']:13} {r['seed']:>4} {r['task']:>4} {nll:>22} "
+          f"{_fmt(r['context_steps'], '.0f')}+{_fmt(r['model_steps'], '.0f'):<4} "
+          f"{_fmt(r['context_moved'], '6.2f')} {_fmt(r['reward_corr'], '6.2f')} "
+          f"{_fmt(r['reward_bias'], '6.2f')} {_fmt(r['reward_mae'], '6.2f')} "
+          f"{_fmt(r['next_state_rmse'], '6.2f')} {r['mier_wr']:8.1f} {r['mier']:8.1f} "
+          f"{r['difference']:+7.1f}±{r['difference_se']:<5.1f} {_fmt(r['seconds'], '5.0f')}")
+
+
+def main(argv):
+  del argv
+  with cli.one_line_errors():
+    out = os.path.abspath(os.path.expanduser(FLAGS.out))
+    if FLAGS.table:
+      print_table(table(out))
+      return 0
+    unknown = [v for v in FLAGS.variants if v not in VARIANTS]
+    if unknown:
+      raise cli.UsageError(f"unknown variant(s) {', '.join(unknown)}; variants: "
+                           f"{', '.join(VARIANTS)}")
+    if not FLAGS.root_dir:
+      raise cli.UsageError("--root_dir is needed to run variants (or --table to read them)")
+    root_dir = os.path.abspath(os.path.expanduser(FLAGS.root_dir))
+    if not os.path.isdir(os.path.join(root_dir, "checkpoints")):
+      raise cli.UsageError(f"{root_dir}/checkpoints not found: --root_dir must be a "
+                           "meta-training run or one of its milestones")
+    os.makedirs(out, exist_ok=True)
+    config = {"root_dir": root_dir, "gin_bindings": list(FLAGS.gin_bindings),
+              "always": ALWAYS, "variants": {v: VARIANTS[v] for v in FLAGS.variants}}
+    with open(os.path.join(out, "study_config.json"), "w") as f:
+      json.dump(config, f, indent=1)
+    tasks, seeds = [int(t) for t in FLAGS.tasks], [int(s) for s in FLAGS.seeds]
+    # Seed-major, then task, then variant: every variant of a task before the next task, so
+    # an interrupted study still compares variants on the same tasks.
+    for seed in seeds:
+      for task in tasks:
+        for variant in FLAGS.variants:
+          dest = os.path.join(out, variant, f"s{seed}")
+          _copy_checkpoint(root_dir, dest)
+          if "mier" in _results(dest)["test_tasks"].get(str(task), {}):
+            continue
+          print(f"{variant} seed {seed} task {task} ...", flush=True)
+          run_task(dest, variant, seed, task, list(FLAGS.gin_bindings))
+          print_table(table(out)[-1:])
+  print_table(table(out))
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
