@@ -1,7 +1,16 @@
 """Every test starts from the same TensorFlow and numpy seeds, so runs repeat exactly."""
+import fcntl
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +27,32 @@ def pytest_collection_modifyitems(items):
   for item in items:
     if "run_dir" in item.fixturenames:
       item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:run_dir"))
+
+
+
+@pytest.fixture(scope="session")
+def smoke_run_source(tmp_path_factory) -> pathlib.Path:
+  """One plain smoke run (`scripts/train.py --gin_file=gin/smoke.gin`), trained once per test
+  session however many modules and xdist workers ask for it (a file lock in the directory the
+  workers' temporary directories share). Read-only: a module copies it (`copy_run`)."""
+  base = tmp_path_factory.getbasetemp()
+  shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+  run = shared / "smoke_run"
+  with open(shared / "smoke_run.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (run / "finished.json").exists():
+      partial = shared / "smoke_run.partial"
+      shutil.rmtree(partial, ignore_errors=True)
+      env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+      proc = subprocess.run([sys.executable, "scripts/train.py", "--gin_file=gin/smoke.gin",
+                             f"--root_dir={partial}"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=900)
+      assert proc.returncode == 0, proc.stderr[-3000:]
+      partial.rename(run)
+  return run
+
+
+def copy_run(source: pathlib.Path, dest: pathlib.Path) -> str:
+  """A private copy of a run directory (runs record no absolute paths)."""
+  shutil.copytree(source, dest)
+  return str(dest)

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import copy_run  # the session's one smoke run, copied per module
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
 # gin/smoke.gin's protocol sizes (EvalProtocol.adapt_steps 20, episodes 2), a test task.
@@ -20,14 +22,9 @@ TASK, N, K = 3, 20, 2
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, smoke_run_source):
   """A smoke run of cheetah_vel_hard (train_and_adapt.adapt_test_tasks is False there)."""
-  root = str(tmp_path_factory.mktemp("agent_export") / "run")
-  proc = subprocess.run([sys.executable, "scripts/train.py", "--gin_file=gin/smoke.gin",
-                         f"--root_dir={root}"], cwd=REPO, env=ENV, capture_output=True,
-                        text=True, timeout=900)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return root
+  return copy_run(smoke_run_source, tmp_path_factory.mktemp("agent_export") / "run")
 
 
 def _agent_path(run_dir):

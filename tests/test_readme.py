@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from conftest import copy_run  # the session's one smoke run, copied per module
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
 RUN = "runs/my_run"  # where the README's blocks find a run, relative to where they run
@@ -65,14 +67,11 @@ def _without_mier_tf(code):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, smoke_run_source):
   """A directory holding a smoke run at runs/my_run (the name groups these tests on one
-  xdist worker, tests/conftest.py, so the run is trained once)."""
+  xdist worker, tests/conftest.py, so the run is copied once)."""
   cwd = tmp_path_factory.mktemp("readme")
-  proc = subprocess.run([sys.executable, "scripts/train.py", "--gin_file=gin/smoke.gin",
-                         f"--root_dir={cwd / RUN}"], cwd=REPO, env=ENV, capture_output=True,
-                        text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  copy_run(smoke_run_source, cwd / RUN)
   return cwd
 
 

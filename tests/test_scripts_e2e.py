@@ -11,6 +11,8 @@ import pytest
 from mier_tf import plotting
 from mier_tf import tags
 
+from conftest import copy_run  # the session's one smoke run, copied per module
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
@@ -75,10 +77,8 @@ def _unmatched_chart_tags(layout, writers_tags):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-  root = str(tmp_path_factory.mktemp("smoke") / "run")
-  _train(root)
-  return root
+def run_dir(tmp_path_factory, smoke_run_source):
+  return copy_run(smoke_run_source, tmp_path_factory.mktemp("smoke") / "run")
 
 
 def test_train_writes_the_contracted_files(run_dir):
@@ -661,3 +661,36 @@ def test_a_truncated_saved_model_gets_one_line(run_dir, tmp_path):
     lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert f"{export / name}: cannot be loaded" in lines[0], lines
+
+
+def test_relabel_study_runs_variants_from_one_checkpoint_and_resumes(run_dir, tmp_path):
+  """scripts/relabel_study.py (issue #22): each variant works on a hard-linked copy of the
+  run's checkpoint (the run is never written), the guard off, and a second call does nothing."""
+  before = _tree_digest(os.path.join(run_dir, "checkpoints"))
+  out = tmp_path / "study"
+  args = ["scripts/relabel_study.py", f"--root_dir={run_dir}", f"--out={out}",
+          "--variants=base,context_only", "--tasks=2", "--seeds=0",
+          "--gin_bindings=adapt_ood.num_epochs = 1"]
+  proc = _run(args)
+  assert "base seed 0 task 2 ..." in proc.stdout and "context_only seed 0 task 2" in proc.stdout
+  assert _tree_digest(os.path.join(run_dir, "checkpoints")) == before
+  with open(out / "study.json") as f:
+    rows = {r["variant"]: r for r in json.load(f)}
+  assert sorted(rows) == ["base", "context_only"]
+  base, context_only = rows["base"], rows["context_only"]
+  # gin/smoke.gin: 3 context steps, then up to 3 whole-model steps (none for context_only).
+  assert context_only["model_steps"] == 0 and 1 <= base["model_steps"] <= 3
+  assert base["context_steps"] <= 3 and context_only["context_steps"] <= 3
+  assert context_only["nll_model"] == pytest.approx(context_only["nll_context"])
+  # The same checkpoint, protocol and data: MIER-wR is the same in both variants.
+  assert base["mier_wr"] == context_only["mier_wr"]
+  for row in rows.values():
+    assert row["difference"] == pytest.approx(row["mier"] - row["mier_wr"], abs=1e-3)
+    assert row["seconds"] > 0 and row["reward_corr"] is not None
+  with open(out / "base" / "s0" / "eval" / "results.json") as f:
+    entry = json.load(f)["test_tasks"]["2"]
+  assert entry["guard"] is None and len(entry["mier_curve"]) == 1
+  again = _run(args)
+  assert "task 2 ..." not in again.stdout and again.stdout.count("\n") == 3  # header + 2 rows
+  bad = _run(args[:3] + ["--variants=nope"], check=False)
+  assert bad.returncode == 2 and "variants: base, release," in bad.stderr
