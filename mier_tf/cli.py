@@ -79,6 +79,27 @@ def seed_bindings(seed: Optional[int]) -> list:
 _STATEMENT = re.compile(r"^((?:[\w.]+/)*[A-Za-z_][\w.]*)\s*=", re.MULTILINE)
 _REFERENCE = re.compile(r"@((?:[\w.]+/)*[A-Za-z_][\w.]*)")
 _CODE_LINE = re.compile(r"^\s*(include|import|from)\b")
+# Parameters that runs of earlier versions recorded and mier_tf no longer has: a run's config
+# that binds them is still read (their lines are left out, with a note). CHANGELOG.md.
+REMOVED_PARAMETERS = {
+    "adapt_ood.adapt_data_steps": "2026-12-03; the evaluation protocol's "
+                                  "EvalProtocol.adapt_steps replaces it",
+    "MetaTrainingRun.eval_adapt_steps": "2026-12-03; the evaluation protocol's "
+                                        "EvalProtocol.adapt_steps replaces it",
+}
+
+
+def _drop_removed_parameters(path: str, text: str) -> str:
+  kept = []
+  for line in text.splitlines():
+    match = _STATEMENT.match(line)
+    selector = match.group(1).split("/")[-1] if match else None
+    if selector in REMOVED_PARAMETERS:
+      logging.warning("%s: leaving out %r (removed %s)", path, line.strip(),
+                      REMOVED_PARAMETERS[selector])
+      continue
+    kept.append(line)
+  return "\n".join(kept) + "\n"
 
 
 def _project_configurable(name: str, packages: Sequence[str] = ("mier_tf",)) -> bool:
@@ -113,6 +134,7 @@ def parse_run_config(path: str, gin_bindings: Sequence[str] = ()) -> None:
     if _CODE_LINE.match(line):
       raise UsageError(f"{path}:{number}: a run's config is read as data, and this line "
                        f"includes or imports ({line.strip()[:60]!r}); it is refused")
+  text = _drop_removed_parameters(path, text)
   for selector in _STATEMENT.findall(text):
     configurable = selector.split("/")[-1].rsplit(".", 1)[0]  # drop scope and parameter
     if not _project_configurable(configurable, ("mier_tf", "tf_agents")):

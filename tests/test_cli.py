@@ -34,6 +34,24 @@ def test_a_saved_config_parses_as_data_with_the_users_bindings_after_it(saved_co
   assert gin.query_parameter("adapt_ood.num_epochs") == 7
 
 
+def test_a_config_of_an_earlier_version_is_read_without_its_removed_parameters(
+    saved_config, caplog):
+  """Runs made before the evaluation protocol recorded adapt_ood.adapt_data_steps and
+  MetaTrainingRun.eval_adapt_steps (the campaign's early milestones do): they still adapt."""
+  path, text = saved_config
+  path.write_text("adapt_ood.adapt_data_steps = 400\n" + text +
+                  "\nMetaTrainingRun.eval_adapt_steps = 200\n")
+  cli.parse_run_config(str(path), ["adapt_ood.num_epochs = 7"])
+  assert gin.query_parameter("adapt_ood.num_epochs") == 7
+  notes = [r.getMessage() for r in caplog.records if "leaving out" in r.getMessage()]
+  assert len(notes) == 2 and "EvalProtocol.adapt_steps replaces it" in notes[0]
+  # Any other unknown parameter is still an error naming the file.
+  gin.clear_config()
+  path.write_text(text + "\nadapt_ood.adapt_data_stepz = 400\n")
+  with pytest.raises(cli.UsageError, match="adapt_data_stepz"):
+    cli.parse_run_config(str(path))
+
+
 @pytest.mark.parametrize("line, message", [
     ("include '/tmp/evil.gin'", "includes or imports"),
     ("from __gin__ import dynamic_registration", "includes or imports"),
