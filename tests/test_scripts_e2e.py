@@ -663,9 +663,11 @@ def test_a_truncated_saved_model_gets_one_line(run_dir, tmp_path):
     assert f"{export / name}: cannot be loaded" in lines[0], lines
 
 
-def test_relabel_study_runs_variants_from_one_checkpoint_and_resumes(run_dir, tmp_path):
+def test_relabel_study_runs_variants_from_one_checkpoint_and_resumes(smoke_run_source, tmp_path):
   """scripts/relabel_study.py (issue #22): each variant works on a hard-linked copy of the
-  run's checkpoint (the run is never written), the guard off, and a second call does nothing."""
+  run's checkpoint (the run is never written), the guard off, and a second call does nothing.
+  (It reads the session's shared smoke run itself: that it is left unchanged is the test.)"""
+  run_dir = str(smoke_run_source)
   before = _tree_digest(os.path.join(run_dir, "checkpoints"))
   out = tmp_path / "study"
   args = ["scripts/relabel_study.py", f"--root_dir={run_dir}", f"--out={out}",
