@@ -46,6 +46,8 @@ VARIANTS = {
     "context_only": ("(b) no whole-model steps", ["adapt_ood.model_steps = 0"]),
     "model_1000": ("(b) up to 1,000 whole-model steps (held-out stopping, patience 50)",
                    ["adapt_ood.model_steps = 1000", "adapt_ood.patience = 50"]),
+    "model_3000": ("(b) up to 3,000 whole-model steps (held-out stopping, patience 100)",
+                   ["adapt_ood.model_steps = 3000", "adapt_ood.patience = 100"]),
     "data_2000": ("(c) 2,000 adaptation steps of the task instead of 400 (MIER-wR's too)",
                   ["EvalProtocol.adapt_steps = 2000"]),
     "real_half": ("(d) half of every SAC batch from the task's own data (5% today)",
@@ -53,6 +55,15 @@ VARIANTS = {
     "updates_x4": ("(d) four times the SAC updates", ["adapt_ood.updates_per_step = 8"]),
 }
 ALWAYS = ["adapt_ood.guard_episodes = 0"]
+
+
+def variant_bindings(name: str) -> list:
+  """A variant's bindings; `a+b` is variant a with b's changes on top (b's win)."""
+  return [b for part in name.split("+") for b in VARIANTS[part][1]]
+
+
+def known(name: str) -> bool:
+  return all(part in VARIANTS for part in name.split("+"))
 COLUMNS = ["variant", "seed", "task", "task_parameter", "mier_env_steps",
            "nll_meta", "nll_context", "nll_model", "context_steps", "model_steps",
            "context_moved", "reward_corr", "reward_bias", "reward_mae", "reward_true_std",
@@ -61,7 +72,7 @@ COLUMNS = ["variant", "seed", "task", "task_parameter", "mier_env_steps",
 
 flags.DEFINE_string("root_dir", None, "The meta-training run (or milestone) to start from.")
 flags.DEFINE_string("out", None, "The study's directory.", required=True)
-flags.DEFINE_list("variants", ["base"], f"Of: {', '.join(VARIANTS)}.")
+flags.DEFINE_list("variants", ["base"], f"Of: {', '.join(VARIANTS)}; a+b combines two.")
 flags.DEFINE_list("tasks", ["0"], "Test task indices.")
 flags.DEFINE_list("seeds", ["0"], "adapt_ood seeds (relabeling and batch draws).")
 flags.DEFINE_multi_string("gin_bindings", [], "Bindings for every variant (e.g. a shorter "
@@ -106,7 +117,7 @@ def run_task(dest: str, variant: str, seed: int, task: int, bindings) -> None:
   command = ["nice", "-n", str(FLAGS.nice), sys.executable,
              os.path.join(REPO, "scripts", "adapt.py"), f"--root_dir={dest}", f"--task={task}",
              f"--seed={seed}"]
-  command += [f"--gin_bindings={b}" for b in ALWAYS + bindings + VARIANTS[variant][1]]
+  command += [f"--gin_bindings={b}" for b in ALWAYS + bindings + variant_bindings(variant)]
   start = time.time()
   with open(os.path.join(dest, "adapt.log"), "a") as log:
     subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -140,9 +151,9 @@ def _row(variant: str, seed: int, task: str, entry: dict, seconds) -> dict:
 
 def table(out: str) -> list:
   rows = []
-  for variant in VARIANTS:
+  for variant in sorted(os.listdir(out)):
     vdir = os.path.join(out, variant)
-    if not os.path.isdir(vdir):
+    if not (os.path.isdir(vdir) and known(variant)):
       continue
     for name in sorted(os.listdir(vdir)):
       if not (name.startswith("s") and name[1:].isdigit()):
@@ -166,12 +177,12 @@ def _fmt(value, spec):
 
 
 def print_table(rows: list) -> None:
-  print(f"{'variant':13} {'seed':>4} {'task':>4} {'nll meta>ctx>model':>22} {'steps':>8} "
+  print(f"{'variant':24} {'seed':>4} {'task':>4} {'nll meta>ctx>model':>22} {'steps':>8} "
         f"{'moved':>6} {'r corr':>6} {'r bias':>6} {'r MAE':>6} {'s RMSE':>6} {'MIER-wR':>8} "
         f"{'MIER':>8} {'diff':>14} {'s':>5}")
   for r in rows:
     nll = "/".join(_fmt(r[k], ".2f") for k in ("nll_meta", "nll_context", "nll_model"))
-    print(f"{r['variant']:13} {r['seed']:>4} {r['task']:>4} {nll:>22} "
+    print(f"{r['variant']:24} {r['seed']:>4} {r['task']:>4} {nll:>22} "
           f"{_fmt(r['context_steps'], '.0f')}+{_fmt(r['model_steps'], '.0f'):<4} "
           f"{_fmt(r['context_moved'], '6.2f')} {_fmt(r['reward_corr'], '6.2f')} "
           f"{_fmt(r['reward_bias'], '6.2f')} {_fmt(r['reward_mae'], '6.2f')} "
@@ -186,7 +197,7 @@ def main(argv):
     if FLAGS.table:
       print_table(table(out))
       return 0
-    unknown = [v for v in FLAGS.variants if v not in VARIANTS]
+    unknown = [v for v in FLAGS.variants if not known(v)]
     if unknown:
       raise cli.UsageError(f"unknown variant(s) {', '.join(unknown)}; variants: "
                            f"{', '.join(VARIANTS)}")
@@ -198,8 +209,18 @@ def main(argv):
                            "meta-training run or one of its milestones")
     os.makedirs(out, exist_ok=True)
     config = {"root_dir": root_dir, "gin_bindings": list(FLAGS.gin_bindings),
-              "always": ALWAYS, "variants": {v: VARIANTS[v] for v in FLAGS.variants}}
-    with open(os.path.join(out, "study_config.json"), "w") as f:
+              "always": ALWAYS, "variants": {}}
+    path = os.path.join(out, "study_config.json")
+    if os.path.exists(path):  # a study grows; what all its rows share must not change
+      with open(path) as f:
+        earlier = json.load(f)
+      for key in ("root_dir", "gin_bindings"):
+        if earlier[key] != config[key]:
+          raise cli.UsageError(f"{path}: this study ran with {key} {earlier[key]!r}, not "
+                               f"{config[key]!r}; give another --out")
+      config["variants"] = earlier["variants"]
+    config["variants"].update({v: variant_bindings(v) for v in FLAGS.variants})
+    with open(path, "w") as f:
       json.dump(config, f, indent=1)
     tasks, seeds = [int(t) for t in FLAGS.tasks], [int(s) for s in FLAGS.seeds]
     # Seed-major, then task, then variant: every variant of a task before the next task, so
