@@ -52,6 +52,14 @@ CAMPAIGNS: Dict[str, List[CampaignRun]] = {
 }
 
 
+# Algorithm 2 as the campaign evaluates it, per config, on top of the run's own config (a run
+# records the settings of when it was trained; the evaluation uses today's). Chosen by the
+# relabeling study (docs/RESULTS.md, "Relabeling you can trust").
+EVALUATION_BINDINGS: Dict[str, List[str]] = {
+    "smoke": ["adapt_all_test_tasks.task_indices = [0]"],
+}
+
+
 def campaign_names() -> List[str]:
   return sorted(CAMPAIGNS)
 
@@ -103,7 +111,7 @@ def supervisor_pid(runs_dir: str) -> Optional[int]:
   return None
 
 
-def start(name: str, runs_dir: str, parallel: int = 2) -> str:
+def start(name: str, runs_dir: str, parallel: int = 2, evaluate: bool = True) -> str:
   """Launches the campaign's supervisor in the background unless one runs; returns a line."""
   get_campaign(name)
   os.makedirs(runs_dir, exist_ok=True)
@@ -113,7 +121,8 @@ def start(name: str, runs_dir: str, parallel: int = 2) -> str:
   log = open(os.path.join(runs_dir, LOG), "a")
   process = subprocess.Popen(
       ["nice", "-n", "19", sys.executable, os.path.join(REPO, "scripts", "campaign.py"),
-       "supervise", f"--campaign={name}", f"--runs_dir={runs_dir}", f"--parallel={parallel}"],
+       "supervise", f"--campaign={name}", f"--runs_dir={runs_dir}", f"--parallel={parallel}",
+       f"--evaluate={str(evaluate).lower()}"],
       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
       start_new_session=True)
   return (f"campaign {name} started in the background (supervisor PID {process.pid}, nice 19, "
@@ -145,13 +154,102 @@ def lowest_priority() -> str:
     return f"scheduling group left as it was ({path}: {e.strerror}); nice 19 ranks within it"
 
 
-def supervise(name: str, runs_dir: str, parallel: int = 2) -> int:
-  """Runs every unfinished run of the campaign, `parallel` at a time, each pinned to a core.
+EVALUATED = "evaluated.json"
 
-  Holds RUNS/campaign.lock while it lives. A run that fails is logged and not retried by this
-  supervisor (the next `start` tries it again). Returns the number of failed runs.
-  """
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """One process of a campaign: a run's meta-training, or MIER-wR and MIER (Algorithm 2)
+  from one of its checkpoints (a milestone, or the run's end)."""
+  kind: str   # "train" or "evaluate"
+  run: CampaignRun
+  root: str   # the directory the job works on
+
+  @property
+  def name(self) -> str:
+    if self.kind == "train":
+      return self.run.name
+    return f"{self.run.name} evaluation of {os.path.basename(self.root) or self.root}"
+
+
+def checkpoints_of(run: CampaignRun, runs_dir: str) -> List[str]:
+  """The run's checkpoint directories that can be evaluated, most wanted first: the end of
+  a finished run, then the milestones from the latest (50% before 25%)."""
+  root = os.path.join(runs_dir, run.name)
+  dirs = [root] if is_finished(run, runs_dir) else []
+  milestones = os.path.join(root, "milestones")
+  if os.path.isdir(milestones):
+    steps = sorted((int(n[5:]) for n in os.listdir(milestones)
+                    if n.startswith("step_") and n[5:].isdigit()), reverse=True)
+    dirs += [os.path.join(milestones, f"step_{n}") for n in steps]
+  return dirs
+
+
+def is_evaluated(checkpoint_dir: str) -> bool:
+  return os.path.exists(os.path.join(checkpoint_dir, EVALUATED))
+
+
+def evaluate_command(run: CampaignRun, checkpoint_dir: str) -> List[str]:
+  """Algorithm 2 on the config's relabeled test tasks (adapt_all_test_tasks.task_indices),
+  each with its MIER-wR on the same episodes (EVALUATION_BINDINGS on top); a task already
+  done from this checkpoint is skipped, so a killed evaluation resumes."""
+  bindings = ["adapt_all_test_tasks.skip_done = True"] + EVALUATION_BINDINGS.get(run.config, [])
+  return [sys.executable, os.path.join(REPO, "scripts", "adapt.py"),
+          f"--root_dir={checkpoint_dir}", "--task=all"] + [f"--gin_bindings={b}"
+                                                           for b in bindings]
+
+
+def pending_jobs(name: str, runs_dir: str, evaluate: bool = True) -> List[Job]:
+  """Every job of the campaign still to do, training jobs in the campaign's order first."""
   runs = get_campaign(name)
+  jobs = [Job("train", r, os.path.join(runs_dir, r.name)) for r in runs
+          if not is_finished(r, runs_dir)]
+  if evaluate:
+    jobs += [Job("evaluate", r, d) for r in runs for d in checkpoints_of(r, runs_dir)
+             if not is_evaluated(d)]
+  return jobs
+
+
+def _next_job(pending: List[Job], running: List[Job]) -> Optional[Job]:
+  """Meta-training is the long pole, but evaluation must not wait for all of it: while
+  both are pending, at most half of the slots evaluate."""
+  evaluations = [j for j in pending if j.kind == "evaluate"]
+  trainings = [j for j in pending if j.kind == "train"]
+  evaluating = sum(j.kind == "evaluate" for j in running)
+  if evaluations and (not trainings or evaluating < (len(running) + 1) // 2):
+    return evaluations[0]
+  return trainings[0] if trainings else None
+
+
+def _finish_job(job: Job, code: int, runs_dir: str) -> bool:
+  if code != 0:
+    log = os.path.join(runs_dir, job.run.name + ".log")
+    _log(f"{job.name}: exited with {code} (see {log})")
+    return False
+  if job.kind == "evaluate":
+    from mier_tf import files  # pylint: disable=import-outside-toplevel
+    results = _read_json(os.path.join(job.root, "eval", "results.json")) or {}
+    files.atomic_write_json(os.path.join(job.root, EVALUATED), {
+        "env_steps": max((int(t.get("mier_env_steps", 0))
+                          for t in results.get("test_tasks", {}).values()), default=0),
+        "tasks": sorted(int(i) for i, t in results.get("test_tasks", {}).items()
+                        if "mier" in t),
+        "time": time.time()})
+  _log(f"{job.name}: finished")
+  return True
+
+
+def supervise(name: str, runs_dir: str, parallel: int = 2, evaluate: bool = True,
+              lower_priority: bool = True) -> int:
+  """Runs every unfinished job of the campaign, `parallel` at a time, each pinned to a core:
+  meta-training of the runs, and (with `evaluate`) MIER-wR and MIER from each checkpoint a
+  run keeps (its milestones as they appear, its end once it has finished).
+
+  Holds RUNS/campaign.lock while it lives (`lower_priority`: its session yields to all
+  others, `lowest_priority`). A job that fails is logged and not retried by this
+  supervisor (the next `start` tries it again). Returns the number of failed jobs.
+  """
+  get_campaign(name)
   os.makedirs(runs_dir, exist_ok=True)
   fd = os.open(os.path.join(runs_dir, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
   try:
@@ -161,35 +259,43 @@ def supervise(name: str, runs_dir: str, parallel: int = 2) -> int:
     return 0
   os.ftruncate(fd, 0)
   os.write(fd, str(os.getpid()).encode())
-  _log(lowest_priority())
+  if lower_priority:
+    _log(lowest_priority())
   cores = sorted(os.sched_getaffinity(0))
-  pending = [r for r in runs if not is_finished(r, runs_dir)]
-  running: Dict[int, tuple] = {}  # core -> (run, process)
-  failed = 0
-  _log(f"campaign {name}: {len(pending)} of {len(runs)} runs to do, {parallel} at a time")
-  while pending or running:
-    for core, (run, process) in list(running.items()):
+  slots = cores[:parallel] if len(cores) >= parallel else cores[:1]
+  running: Dict[int, tuple] = {}  # core -> (job, process)
+  tried, failed = set(), 0
+  pending = pending_jobs(name, runs_dir, evaluate)
+  _log(f"campaign {name}: {sum(j.kind == 'train' for j in pending)} runs to train and "
+       f"{sum(j.kind == 'evaluate' for j in pending)} checkpoints to evaluate, "
+       f"{len(slots)} at a time")
+  while True:
+    for core, (job, process) in list(running.items()):
       code = process.poll()
-      if code is None:
-        continue
-      del running[core]
-      if code == 0:
-        _log(f"{run.name}: finished")
-      else:
-        failed += 1
-        _log(f"{run.name}: exited with {code} (see {os.path.join(runs_dir, run.name + '.log')})")
-    free = [c for c in cores[:parallel] if c not in running] if len(cores) >= parallel else (
-        [] if running else [cores[0]])
-    while pending and free:
-      run, core = pending.pop(0), free.pop(0)
-      log = open(os.path.join(runs_dir, run.name + ".log"), "a")
+      if code is not None:
+        del running[core]
+        failed += not _finish_job(job, code, runs_dir)
+    # New milestones and finished runs add evaluation jobs as the campaign goes.
+    busy = {j.root for j, _ in running.values()}
+    pending = [j for j in pending_jobs(name, runs_dir, evaluate)
+               if j.root not in busy and (j.kind, j.root) not in tried]
+    if not pending and not running:
+      break
+    for core in [c for c in slots if c not in running]:
+      job = _next_job(pending, [j for j, _ in running.values()])
+      if job is None:
+        break
+      pending.remove(job)
+      tried.add((job.kind, job.root))
+      log = open(os.path.join(runs_dir, job.run.name + ".log"), "a")
       env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+      command = (train_command(job.run, runs_dir) if job.kind == "train"
+                 else evaluate_command(job.run, job.root))
       process = subprocess.Popen(
-          train_command(run, runs_dir), stdout=log, stderr=subprocess.STDOUT,
-          stdin=subprocess.DEVNULL, cwd=REPO, env=env,
-          preexec_fn=lambda core=core: os.sched_setaffinity(0, {core}))
-      running[core] = (run, process)
-      _log(f"{run.name}: started on core {core} (PID {process.pid})")
+          command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
+          env=env, preexec_fn=lambda core=core: os.sched_setaffinity(0, {core}))
+      running[core] = (job, process)
+      _log(f"{job.name}: started on core {core} (PID {process.pid})")
     time.sleep(5)
   _log(f"campaign {name}: done ({failed} failed)")
   return failed
@@ -219,7 +325,9 @@ def status(name: str, runs_dir: str, now: Optional[float] = None) -> List[dict]:
       state = "started" if updated is None else f"checkpoint {(now - updated) / 60:.0f} min ago"
     else:
       state = "not started"
-    rows.append({"run": run.name, "config": run.config, "seed": run.seed,
+    evaluated = [_read_json(os.path.join(d, EVALUATED)) for d in checkpoints_of(run, runs_dir)]
+    evaluated = sorted(e["env_steps"] for e in evaluated if e)
+    rows.append({"run": run.name, "config": run.config, "seed": run.seed, "evaluated": evaluated,
                  "family": progress.get("family"), "env_steps": progress.get("env_steps"),
                  "max_env_steps": progress.get("max_env_steps"), "epoch": epoch,
                  "planned_epochs": planned, "eta_hours": None if eta is None else eta / 3600,
@@ -233,15 +341,17 @@ def format_status(name: str, runs_dir: str, rows: List[dict]) -> str:
   lines = [f"campaign {name} in {runs_dir}: " +
            (f"supervisor running (PID {pid})" if pid else "no supervisor running "
             "(scripts/campaign.py start)"),
-           f"{'run':32} {'samples done':>24} {'ETA h':>6} {'milestones':>18}  "
-           f"{'committed':9}  state"]
+           f"{'run':32} {'samples done':>24} {'ETA h':>6} {'milestones':>18} "
+           f"{'evaluated':>18}  {'committed':9}  state"]
   for r in rows:
     done = ("-" if r["env_steps"] is None else
             f"{r['env_steps']:,} / " + (f"{r['max_env_steps']:,}" if r["max_env_steps"] else "-"))
     eta = "-" if r["eta_hours"] is None else f"{r['eta_hours']:.1f}"
     ms = ",".join(f"{m // 1000}k" for m in r["milestones"]) or "-"
-    lines.append(f"{r['run']:32} {done:>24} {eta:>6} {ms:>18}  "
+    ev = ",".join(f"{m // 1000}k" for m in r["evaluated"]) or "-"
+    lines.append(f"{r['run']:32} {done:>24} {eta:>6} {ms:>18} {ev:>18}  "
                  f"{'yes' if r['committed'] else 'no':9}  {r['state']}")
   lines.append("ETA: of one run alone on its core, from its last epochs' pace; samples are "
-               "meta-training environment steps (the paper's budget: 1.5M, ant_negjoints 2.5M).")
+               "meta-training environment steps (the paper's budget: 1.5M, ant_negjoints 2.5M); "
+               "evaluated: checkpoints with MIER-wR and MIER (Algorithm 2) done.")
   return "\n".join(lines)

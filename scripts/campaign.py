@@ -3,11 +3,13 @@
     python scripts/campaign.py start            # start or resume every unfinished run, in the
                                                 # background at nice 19; safe to repeat
     python scripts/campaign.py status           # each run: samples done, ETA, milestones
-    python scripts/campaign.py plan             # the runs and the commands they are
+    python scripts/campaign.py plan             # the runs and the commands they are, and the
+                                                # evaluations due (Algorithm 2 from milestones)
 
 --runs_dir defaults to ~/mier_runs/<campaign> (outside the repository).
 """
 import os
+import shlex
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -20,7 +22,11 @@ from mier_tf import cli
 
 flags.DEFINE_string("campaign", "paper", f"One of: {', '.join(campaign.campaign_names())}.")
 flags.DEFINE_string("runs_dir", None, "Where the runs go (default ~/mier_runs/<campaign>).")
-flags.DEFINE_integer("parallel", 2, "Runs at a time, each pinned to one core.")
+flags.DEFINE_integer("parallel", 2, "Jobs at a time, each pinned to one core.")
+flags.DEFINE_bool("evaluate", True, "Also evaluate MIER-wR and MIER (Algorithm 2) from each "
+                  "milestone and finished run.")
+flags.DEFINE_bool("lowest_priority", True, "supervise: rank the supervisor's session below "
+                  "all others (false only for tests sharing a busy machine).")
 FLAGS = flags.FLAGS
 ACTIONS = ("start", "status", "plan", "supervise")
 
@@ -40,15 +46,19 @@ def main(argv):
         FLAGS.runs_dir or campaign.default_runs_dir(FLAGS.campaign)))
     action = argv[1]
     if action == "start":
-      print(campaign.start(FLAGS.campaign, runs_dir, FLAGS.parallel))
+      print(campaign.start(FLAGS.campaign, runs_dir, FLAGS.parallel, FLAGS.evaluate))
     elif action == "status":
       print(campaign.format_status(FLAGS.campaign, runs_dir,
                                    campaign.status(FLAGS.campaign, runs_dir)))
     elif action == "plan":
       for run in runs:
-        print(f"{run.name}: " + " ".join(campaign.train_command(run, runs_dir)[1:]))
+        print(f"{run.name}: " + shlex.join(campaign.train_command(run, runs_dir)[1:]))
+      for job in campaign.pending_jobs(FLAGS.campaign, runs_dir, FLAGS.evaluate):
+        if job.kind == "evaluate":
+          print(f"{job.name}: " + shlex.join(campaign.evaluate_command(job.run, job.root)[1:]))
     else:
-      return 1 if campaign.supervise(FLAGS.campaign, runs_dir, FLAGS.parallel) else 0
+      return 1 if campaign.supervise(FLAGS.campaign, runs_dir, FLAGS.parallel, FLAGS.evaluate,
+                                     FLAGS.lowest_priority) else 0
   return 0
 
 

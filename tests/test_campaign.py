@@ -9,12 +9,14 @@ import pytest
 
 from mier_tf import campaign
 
+from conftest import copy_run  # the session's one smoke run, copied per test
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _script(*args):
   return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "campaign.py"), *args],
-                        capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+                        capture_output=True, text=True, cwd=REPO, timeout=600, check=False)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"),
@@ -94,3 +96,69 @@ def test_the_script_names_the_campaigns_and_plans_the_commands(tmp_path):
     assert os.path.isfile(gin_file), gin_file
   proc = _script("restart")
   assert proc.returncode == 2 and "usage: scripts/campaign.py {start|status|plan}" in proc.stderr
+
+
+def _fake_run(runs_dir, run, finished=False, milestones=()):
+  root = runs_dir / run.name
+  root.mkdir(parents=True)
+  if finished:
+    (root / "finished.json").write_text("{}")
+  for step in milestones:
+    (root / "milestones" / f"step_{step}").mkdir(parents=True)
+  return root
+
+
+def test_jobs_train_first_and_evaluate_milestones_as_they_appear(tmp_path):
+  s0, s1 = campaign.get_campaign("smoke")
+  root0 = _fake_run(tmp_path, s0, finished=True, milestones=(30, 60))
+  _fake_run(tmp_path, s1, milestones=(30,))
+  jobs = campaign.pending_jobs("smoke", str(tmp_path))
+  assert [(j.kind, j.root) for j in jobs] == [
+      ("train", str(tmp_path / s1.name)),
+      ("evaluate", str(root0)),  # the end of a finished run first, then its latest milestone
+      ("evaluate", str(root0 / "milestones" / "step_60")),
+      ("evaluate", str(root0 / "milestones" / "step_30")),
+      ("evaluate", str(tmp_path / s1.name / "milestones" / "step_30"))]
+  assert [j.kind for j in campaign.pending_jobs("smoke", str(tmp_path), evaluate=False)] == [
+      "train"]
+  # With both kinds pending, at most half of the slots evaluate.
+  train, first_eval = jobs[0], jobs[1]
+  next_job = campaign._next_job  # pylint: disable=protected-access
+  assert next_job(jobs, []) is train  # the first slot trains
+  assert next_job(jobs[1:], [train]) is first_eval  # the second evaluates
+  assert next_job(jobs, [first_eval]) is train  # not two evaluations while training waits
+  assert next_job(jobs[2:], [first_eval]) is jobs[2]  # nothing to train: evaluate
+  (root0 / campaign.EVALUATED).write_text(json.dumps({"env_steps": 90}))
+  assert str(root0) not in [j.root for j in campaign.pending_jobs("smoke", str(tmp_path))]
+  assert campaign.status("smoke", str(tmp_path))[0]["evaluated"] == [90]
+  # The evaluation command runs Algorithm 2 with the campaign's bindings and resumes.
+  command = campaign.evaluate_command(s0, str(root0))
+  assert command[1].endswith("scripts/adapt.py") and "--task=all" in command
+  assert "--gin_bindings=adapt_all_test_tasks.skip_done = True" in command
+  assert "--gin_bindings=adapt_all_test_tasks.task_indices = [0]" in command
+
+
+def test_the_supervisor_evaluates_finished_runs_once(smoke_run_source, tmp_path):
+  """Two finished smoke runs (copies of the session's): the supervisor runs Algorithm 2 on
+  each (test task 0, EVALUATION_BINDINGS['smoke']), marks them evaluated, and a second
+  supervisor finds nothing to do."""
+  runs = campaign.get_campaign("smoke")
+  for run in runs:
+    copy_run(smoke_run_source, tmp_path / run.name)
+  args = ["supervise", "--campaign=smoke", f"--runs_dir={tmp_path}", "--lowest_priority=false"]
+  proc = _script(*args)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "0 runs to train and 2 checkpoints to evaluate" in proc.stdout
+  for run in runs:
+    with open(tmp_path / run.name / "eval" / "results.json") as f:
+      results = json.load(f)
+    with open(tmp_path / run.name / campaign.EVALUATED) as f:
+      evaluated = json.load(f)
+    assert evaluated["tasks"] == [0] and evaluated["env_steps"] == results["env_steps"]
+    assert [i for i, t in results["test_tasks"].items() if "mier" in t] == ["0"]
+    assert f"{run.name} evaluation of {run.name}: finished" in proc.stdout
+  assert [r["evaluated"] for r in campaign.status("smoke", str(tmp_path))] == [
+      [results["env_steps"]]] * 2
+  again = _script(*args)
+  assert "0 runs to train and 0 checkpoints to evaluate" in again.stdout
+  assert "started" not in again.stdout
