@@ -155,6 +155,7 @@ def lowest_priority() -> str:
 
 
 EVALUATED = "evaluated.json"
+EVALUATING = "evaluating.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,15 +186,25 @@ def checkpoints_of(run: CampaignRun, runs_dir: str) -> List[str]:
   return dirs
 
 
-def is_evaluated(checkpoint_dir: str) -> bool:
-  return os.path.exists(os.path.join(checkpoint_dir, EVALUATED))
+def evaluation_bindings(run: CampaignRun) -> List[str]:
+  return EVALUATION_BINDINGS.get(run.config, [])
+
+
+def is_evaluated(run: CampaignRun, checkpoint_dir: str) -> bool:
+  """Evaluated with today's EVALUATION_BINDINGS (a change of them evaluates again)."""
+  done = _read_json(os.path.join(checkpoint_dir, EVALUATED))
+  return bool(done) and done.get("bindings", []) == evaluation_bindings(run)
 
 
 def evaluate_command(run: CampaignRun, checkpoint_dir: str) -> List[str]:
   """Algorithm 2 on the config's relabeled test tasks (adapt_all_test_tasks.task_indices),
   each with its MIER-wR on the same episodes (EVALUATION_BINDINGS on top); a task already
   done from this checkpoint is skipped, so a killed evaluation resumes."""
-  bindings = ["adapt_all_test_tasks.skip_done = True"] + EVALUATION_BINDINGS.get(run.config, [])
+  started = _read_json(os.path.join(checkpoint_dir, EVALUATING)) or {}
+  same = started.get("bindings") == evaluation_bindings(run)
+  # Tasks done by an interrupted evaluation with the same bindings are kept; with others,
+  # every task runs again.
+  bindings = [f"adapt_all_test_tasks.skip_done = {same}"] + evaluation_bindings(run)
   return [sys.executable, os.path.join(REPO, "scripts", "adapt.py"),
           f"--root_dir={checkpoint_dir}", "--task=all"] + [f"--gin_bindings={b}"
                                                            for b in bindings]
@@ -206,7 +217,7 @@ def pending_jobs(name: str, runs_dir: str, evaluate: bool = True) -> List[Job]:
           if not is_finished(r, runs_dir)]
   if evaluate:
     jobs += [Job("evaluate", r, d) for r in runs for d in checkpoints_of(r, runs_dir)
-             if not is_evaluated(d)]
+             if not is_evaluated(r, d)]
   return jobs
 
 
@@ -234,7 +245,7 @@ def _finish_job(job: Job, code: int, runs_dir: str) -> bool:
                           for t in results.get("test_tasks", {}).values()), default=0),
         "tasks": sorted(int(i) for i, t in results.get("test_tasks", {}).items()
                         if "mier" in t),
-        "time": time.time()})
+        "bindings": evaluation_bindings(job.run), "time": time.time()})
   _log(f"{job.name}: finished")
   return True
 
@@ -289,8 +300,13 @@ def supervise(name: str, runs_dir: str, parallel: int = 2, evaluate: bool = True
       tried.add((job.kind, job.root))
       log = open(os.path.join(runs_dir, job.run.name + ".log"), "a")
       env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
-      command = (train_command(job.run, runs_dir) if job.kind == "train"
-                 else evaluate_command(job.run, job.root))
+      if job.kind == "train":
+        command = train_command(job.run, runs_dir)
+      else:
+        command = evaluate_command(job.run, job.root)
+        from mier_tf import files  # pylint: disable=import-outside-toplevel
+        files.atomic_write_json(os.path.join(job.root, EVALUATING),
+                                {"bindings": evaluation_bindings(job.run)})
       process = subprocess.Popen(
           command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
           env=env, preexec_fn=lambda core=core: os.sched_setaffinity(0, {core}))
@@ -325,8 +341,8 @@ def status(name: str, runs_dir: str, now: Optional[float] = None) -> List[dict]:
       state = "started" if updated is None else f"checkpoint {(now - updated) / 60:.0f} min ago"
     else:
       state = "not started"
-    evaluated = [_read_json(os.path.join(d, EVALUATED)) for d in checkpoints_of(run, runs_dir)]
-    evaluated = sorted(e["env_steps"] for e in evaluated if e)
+    evaluated = sorted(_read_json(os.path.join(d, EVALUATED))["env_steps"]
+                       for d in checkpoints_of(run, runs_dir) if is_evaluated(run, d))
     rows.append({"run": run.name, "config": run.config, "seed": run.seed, "evaluated": evaluated,
                  "family": progress.get("family"), "env_steps": progress.get("env_steps"),
                  "max_env_steps": progress.get("max_env_steps"), "epoch": epoch,

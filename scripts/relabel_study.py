@@ -169,7 +169,39 @@ def table(out: str) -> list:
     writer = csv.DictWriter(f, COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
+  with open(os.path.join(out, "study.md"), "w") as f:
+    f.write(markdown(rows))
   return rows
+
+
+def markdown(rows: list) -> str:
+  """Per variant over its tasks, then per task: what docs/RESULTS.md shows."""
+  lines = ["| variant | tasks | MIER − MIER-wR, mean | won / tie / lost | reward corr, mean | "
+           "next-state RMSE, mean | held-out NLL after | s per task |",
+           "|---|---:|---:|---|---:|---:|---:|---:|"]
+  mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
+  for variant in sorted({r["variant"] for r in rows}, key=lambda v: -mean(
+      [r["difference"] for r in rows if r["variant"] == v])):
+    group = [r for r in rows if r["variant"] == variant]
+    verdicts = [r["verdict"] for r in group]
+    vals = lambda k: [r[k] for r in group if r[k] is not None]
+    lines.append(
+        f"| {variant} | {len(group)} | {mean(vals('difference')):+.1f} | "
+        f"{verdicts.count('won')} / {verdicts.count('tie')} / {verdicts.count('lost')} | "
+        f"{mean(vals('reward_corr')):.2f} | {mean(vals('next_state_rmse')):.2f} | "
+        f"{mean(vals('nll_model')):.2f} | {mean(vals('seconds')):.0f} |")
+  lines += ["", "| variant | seed | task | held-out NLL: meta / context / model | steps "
+            "(context + model) | reward corr | reward bias | next-state RMSE | MIER-wR | MIER "
+            "| MIER − MIER-wR |", "|---|---:|---|---|---|---:|---:|---:|---:|---:|---|"]
+  for r in sorted(rows, key=lambda r: (r["task"], r["seed"], r["variant"])):
+    nll = " / ".join(_fmt(r[k], ".2f") for k in ("nll_meta", "nll_context", "nll_model"))
+    lines.append(
+        f"| {r['variant']} | {r['seed']} | {r['task']} ({r['task_parameter']}) | {nll} | "
+        f"{_fmt(r['context_steps'], '.0f')} + {_fmt(r['model_steps'], '.0f')} | "
+        f"{_fmt(r['reward_corr'], '.2f')} | {_fmt(r['reward_bias'], '+.2f')} | "
+        f"{_fmt(r['next_state_rmse'], '.2f')} | {r['mier_wr']:.1f} | {r['mier']:.1f} | "
+        f"{r['difference']:+.1f} ± {r['difference_se']:.1f} ({r['verdict']}) |")
+  return "\n".join(lines) + "\n"
 
 
 def _fmt(value, spec):
