@@ -11,7 +11,7 @@ time the campaign starts; a finished one says so and changes nothing. `start` ma
 any number of times: while a supervisor holds RUNS/campaign.lock, it does nothing.
 
 `scripts/campaign.py status` shows each run's family, seed, samples done, ETA, milestones
-kept, and whether its results are committed in docs/results/<campaign>/.
+kept, and whether its results are committed in docs/results/<config>/s<seed>/.
 """
 import dataclasses
 import fcntl
@@ -330,7 +330,9 @@ def supervise(name: str, runs_dir: str, parallel: int = 2, evaluate: bool = True
 
 
 def committed_dir(name: str, run: CampaignRun) -> str:
-  return os.path.join(REPO, "docs", "results", name, run.name)
+  """docs/results/<config>/s<seed>: a family folder of seeds, as `make results` reads them."""
+  del name  # a config belongs to one campaign
+  return os.path.join(REPO, "docs", "results", run.config, f"s{run.seed}")
 
 
 def status(name: str, runs_dir: str, now: Optional[float] = None) -> List[dict]:

@@ -111,7 +111,8 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
     if not series:
       return
     x, mean, std = _mean_and_spread(series)
-    ax.plot(x, mean, label=name)
+    # Few evaluations (a campaign's run evaluates at its end): markers, or nothing shows.
+    ax.plot(x, mean, label=name, marker="o" if len(x) <= 20 else None)
     if len(series) > 1:
       ax.fill_between(x, mean - std, mean + std, alpha=0.25)
 

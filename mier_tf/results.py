@@ -92,11 +92,18 @@ def comparison(runs: Dict[str, dict], references: Optional[Dict[int, dict]] = No
   for k, seed in enumerate(seeds):
     wr = np.array([t["mier_wr"][k] for t in tasks])
     mier = np.array([t["mier"][k] for t in tasks])
-    per_seed.append({"seed": seed, "mier_wr": float(wr.mean()), "mier": float(mier.mean()),
+    per_seed.append({"seed": seed, "mier_wr": float(wr.mean()) if tasks else None,
+                     "mier": float(mier.mean()) if tasks else None,
                      "wins": int((mier > wr).sum()), "tasks": len(tasks),
                      "identification_r2": runs[seed].get("identification", {}).get("r2"),
                      "identification": runs[seed].get("identification", {}),
                      "env_steps": runs[seed].get("env_steps")})
+    every = [e for e in runs[seed]["test_tasks"].values() if "mier_wr" in e]
+    per_seed[-1].update(  # every evaluated test task, relabeled or not
+        all_tasks=len(every),
+        all_mier_wr=float(np.mean([e["mier_wr"] for e in every])) if every else None,
+        all_standing_still=float(np.mean([e["standing_still"] for e in every
+                                          if "standing_still" in e])) if every else None)
   return {"tasks": tasks, "seeds": seeds, "per_seed": per_seed}
 
 
@@ -127,6 +134,16 @@ def markdown(table: dict) -> str:
   mean row then averages the oracle over the tasks that have it (k of n).
   """
   tasks = table["tasks"]
+  if not tasks:  # meta-trained and evaluated, not yet relabeled (a campaign's run, say)
+    lines = ["No test task went through Algorithm 2 yet: MIER-wR over every test task.", "",
+             "| seed | env steps | identification R² | test tasks | standing still | MIER-wR |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for s in table["per_seed"]:
+      r2 = "–" if s["identification_r2"] is None else f"{s['identification_r2']:.3f}"
+      fmt = lambda v: "–" if v is None else f"{v:.1f}"
+      lines.append(f"| {s['seed']} | {s['env_steps']:,} | {r2} | {s['all_tasks']} | "
+                   f"{fmt(s['all_standing_still'])} | {fmt(s['all_mier_wr'])} |")
+    return "\n".join(lines) + "\n"
   headers, columns = _oracle_cells(tasks)
   lines = ["| test task | standing still | MIER-wR | MIER | MIER − MIER-wR |"
            + "".join(f" {h} |" for h in headers),

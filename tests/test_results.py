@@ -33,6 +33,18 @@ def test_tables_line_up_relabeled_tasks_over_seeds(tmp_path):
   assert "| **mean** | -510.0 | -415.0 ± 10.0 | -322.5 ± 57.5 | 92.5 ± 47.5 |" in text
 
 
+def test_runs_not_yet_relabeled_get_a_table_of_mier_wr_over_every_test_task(tmp_path):
+  """A campaign's run is saved after meta-training, before Algorithm 2 ran on it."""
+  root = str(tmp_path)
+  _write(root, "s0", {0: (-500, -400, None), 1: (-520, -450, None), 2: (-510, -420, None)}, 0.74)
+  table = results.comparison(results.load_runs(root))
+  assert table["tasks"] == [] and table["per_seed"][0]["mier"] is None
+  text = results.markdown(table)
+  assert text.startswith("No test task went through Algorithm 2 yet")
+  # (-500 - 520 - 510) / 3 = -510.0; (-400 - 450 - 420) / 3 = -423.3
+  assert "| s0 | 1,000 | 0.740 | 3 | -510.0 | -423.3 |" in text
+
+
 def test_a_folder_without_runs_is_named():
   with pytest.raises(FileNotFoundError, match="no <seed>/eval/results.json under /nowhere"):
     results.load_runs("/nowhere")
