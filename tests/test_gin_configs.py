@@ -46,6 +46,7 @@ def test_config_parses_and_builds_its_family(path):
     # whole model until its held-out NLL stops improving, up to 3,000 steps.
     ("cheetah_vel_medium", "adapt_ood.model_steps", 3000),
     ("cheetah_vel_hard", "adapt_ood.patience", 100),
+    ("cheetah_negjoints", "adapt_ood.real_fraction", 0.5),
     ("cheetah_vel", "create_sac_agent.actor_fc_layers", (300, 300, 300)),
     ("quickstart", "MetaTrainingRun.family", "cheetah_vel_hard"),
     # The release's SAC: 300-300-300 networks everywhere, log alpha starting at 0, and one
