@@ -324,12 +324,16 @@ class MetaTrainingRun:
     """One model meta-step, then its SAC updates, in one graph (no host round trip)."""
     model_info = self.model_trainer._train_step(  # pylint: disable=protected-access
         adapt_batch, eval_batch, with_nll_before=with_summaries)
+    # SAC reads the contexts only after the model's numerics checks passed: a diverged model
+    # is reported as the model's failure, not as the critic's that its NaN contexts caused.
+    with tf.control_dependencies([model_info.meta_loss, model_info.grad_norm]):
+      contexts = tf.identity(model_info.contexts)
     if sac_batches is None:
-      sac_info = self.learner.train_tagged(eval_batch, model_info.contexts)
+      sac_info = self.learner.train_tagged(eval_batch, contexts)
     else:
       for update in range(self.sac_updates_per_step):
         batch = {k: v[update] for k, v in sac_batches.items()}
-        sac_info = self.learner.train_tagged(batch, model_info.contexts)
+        sac_info = self.learner.train_tagged(batch, contexts)
     return model_info, sac_info
 
   def train_epoch(self, progress: Optional[tqdm.tqdm] = None,
