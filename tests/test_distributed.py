@@ -154,6 +154,7 @@ def _epoch_or_zero(root):
   return _counters(root)["epoch"]
 
 
+@pytest.mark.long
 def test_a_killed_learner_and_a_killed_server_are_restarted_and_the_run_finishes(tmp_path):
   """SIGKILL the learner after its epoch-2 checkpoint, then the server after the restarted
   learner's epoch-4 checkpoint: the launcher restarts both, the learner resumes from its

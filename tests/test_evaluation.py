@@ -88,6 +88,7 @@ def test_protocol_draws_depend_on_seed_split_task_and_episode_alone():
     evaluation.EvalProtocol(episodes=0)
 
 
+@pytest.mark.long
 def test_the_final_checkpoint_does_not_depend_on_eval_interval(tmp_path):
   """Evaluating every epoch or only the last leaves the same trained run: evaluation has
   environments and random draws of its own."""

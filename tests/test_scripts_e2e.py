@@ -225,6 +225,7 @@ print(json.dumps({"mier_loaded": any(m.startswith("mier_tf") for m in sys.module
 """
 
 
+@pytest.mark.long
 def test_exports_every_n_epochs_named_by_their_env_steps(tmp_path):
   root = str(tmp_path / "exports")
   _train(root, "meta_train.export_interval=1", "meta_train.export_at_end=False",
@@ -529,6 +530,7 @@ ADAPT_TWO_TASKS = ("train_and_adapt.adapt_test_tasks=True",
                    "adapt_all_test_tasks.task_indices=[0, 1]")
 
 
+@pytest.mark.long
 def test_kills_at_every_dangerous_window_resume_to_the_same_final_state(tmp_path):
   expected = str(tmp_path / "uninterrupted")
   _train(expected, *ADAPT_TWO_TASKS)
