@@ -140,7 +140,7 @@ def start(name: str, runs_dir: str, parallel: int = 2, evaluate: bool = True) ->
       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
       start_new_session=True)
   return (f"campaign {name} started in the background (supervisor PID {process.pid}, nice 19, "
-          f"{parallel} runs at a time) in {runs_dir}; log {os.path.join(runs_dir, LOG)}")
+          f"{parallel} jobs at a time) in {runs_dir}; log {os.path.join(runs_dir, LOG)}")
 
 
 def _log(message: str) -> None:
