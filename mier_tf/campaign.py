@@ -22,6 +22,8 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
+from mier_tf import files
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCK = "campaign.lock"
 LOG = "campaign.log"
@@ -252,7 +254,6 @@ def _finish_job(job: Job, code: int, runs_dir: str) -> bool:
     _log(f"{job.name}: exited with {code} (see {log})")
     return False
   if job.kind == "evaluate":
-    from mier_tf import files  # pylint: disable=import-outside-toplevel
     results = _read_json(os.path.join(job.root, "eval", "results.json")) or {}
     files.atomic_write_json(os.path.join(job.root, EVALUATED), {
         "env_steps": max((int(t.get("mier_env_steps", 0))
@@ -318,7 +319,6 @@ def supervise(name: str, runs_dir: str, parallel: int = 2, evaluate: bool = True
         command = train_command(job.run, runs_dir)
       else:
         command = evaluate_command(job.run, job.root)
-        from mier_tf import files  # pylint: disable=import-outside-toplevel
         files.atomic_write_json(os.path.join(job.root, EVALUATING),
                                 {"bindings": evaluation_bindings(job.run)})
       process = subprocess.Popen(
