@@ -3,7 +3,7 @@ import glob
 import json
 import os
 import shutil
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -54,7 +54,8 @@ def save_run(root_dir: str, out_dir: str, train_points: int = 200) -> List[str]:
 
   Writes eval/results.json, operative_config.gin, and scalars.json: every scalar of eval/,
   eval/standing_still/, eval/mier/ and each adapt/task_<i>/, and those of train/ at up to
-  `train_points` evenly spaced steps.
+  `train_points` evenly spaced steps; and for each milestone whose evaluation completed,
+  milestones/step_<N>/eval/results.json and evaluated.json.
   `plot_runs` reads such a directory as it reads the run.
   """
   os.makedirs(os.path.join(out_dir, "eval"), exist_ok=True)
@@ -79,6 +80,16 @@ def save_run(root_dir: str, out_dir: str, train_points: int = 200) -> List[str]:
   with open(os.path.join(out_dir, SAVED_SCALARS), "w") as f:
     json.dump(scalars, f)
   written.append(os.path.join(out_dir, SAVED_SCALARS))
+  # A campaign's milestones whose evaluation completed (evaluated.json, written by the
+  # supervisor): their results and the Algorithm 2 settings they were evaluated with.
+  for milestone in sorted(glob.glob(os.path.join(root_dir, results_lib.MILESTONES, "step_*"))):
+    if not os.path.exists(os.path.join(milestone, "evaluated.json")):
+      continue
+    target = os.path.join(out_dir, os.path.relpath(milestone, root_dir))
+    os.makedirs(os.path.join(target, "eval"), exist_ok=True)
+    for name in ("eval/results.json", "evaluated.json"):
+      shutil.copyfile(os.path.join(milestone, name), os.path.join(target, name))
+      written.append(os.path.join(target, name))
   return written
 
 
@@ -201,3 +212,56 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
     axes[1].set_xlabel("test task")
     save(fig, "mier_vs_mier_wr.png")
   return written
+
+
+def plot_budget(family_dir: str, out_dir: Optional[str] = None) -> List[str]:
+  """mier_vs_budget.png: MIER and MIER-wR (means over the relabeled test tasks) at each
+  evaluated checkpoint of each seed, with standing still and the long oracle; below, MIER's
+  gain. Nothing is written for fewer than two evaluated checkpoints."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  import matplotlib.ticker  # pylint: disable=import-outside-toplevel
+  table = results_lib.budget(results_lib.load_budget(family_dir),
+                             results_lib.load_references(family_dir))
+  if len(table["steps"]) < 2:
+    return []
+  out_dir = out_dir or family_dir
+  fig, axes = plt.subplots(2, 1, figsize=(6.5, 6.5), sharex=True,
+                           gridspec_kw={"height_ratios": [2, 1]})
+  seeds = sorted({r["seed"] for r in table["rows"]})
+  for key, name, color in (("mier_wr", "MIER-wR", "tab:blue"), ("mier", "MIER", "tab:orange")):
+    for seed in seeds:
+      rows = [r for r in table["rows"] if r["seed"] == seed]
+      axes[0].plot([r["env_steps"] for r in rows], [r[key] for r in rows], color=color,
+                   alpha=0.35, lw=1, marker=".")
+    axes[0].plot([s["env_steps"] for s in table["steps"]],
+                 [np.mean(s[key]) for s in table["steps"]], color=color, lw=2.2, marker="o",
+                 label=f"{name} (mean of {len(seeds)} seed{'s' * (len(seeds) > 1)}; thin: each)")
+  still = np.mean([np.mean(s["standing_still"]) for s in table["steps"]])
+  axes[0].axhline(still, color="grey", ls="--", lw=1, label="standing still")
+  if table["oracle_long"] is not None:
+    axes[0].axhline(table["oracle_long"], color="black", ls=":", lw=1.2,
+                    label="oracle (SAC from scratch, 50k steps)")
+  axes[0].set_ylabel(f"return, mean of {table['relabeled_tasks']} test tasks")
+  axes[0].set_title(f"Out of distribution as meta-training grows "
+                    f"({os.path.basename(os.path.abspath(family_dir))})")
+  axes[0].legend(fontsize=8, loc="best")
+  for seed in seeds:
+    rows = [r for r in table["rows"] if r["seed"] == seed]
+    axes[1].plot([r["env_steps"] for r in rows], [r["gain"] for r in rows], color="tab:green",
+                 alpha=0.35, lw=1, marker=".")
+  axes[1].plot([s["env_steps"] for s in table["steps"]],
+               [np.mean(s["gain"]) for s in table["steps"]], color="tab:green", lw=2.2,
+               marker="o")
+  axes[1].axhline(0.0, color="grey", lw=0.8)
+  axes[1].set_ylabel("MIER minus MIER-wR")
+  axes[1].set_xlabel("meta-training environment steps")
+  axes[1].set_xlim(0, 1.05 * max(s["env_steps"] for s in table["steps"]))
+  axes[1].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+      lambda x, _: f"{x / 1e3:,.0f}k"))
+  fig.tight_layout()
+  path = os.path.join(out_dir, "mier_vs_budget.png")
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return [path]

@@ -9,6 +9,11 @@ relabeling error. Meta-training writes the first part; each relabeled task adds 
 A family's runs sit in one folder, one sub-folder per seed (as `scripts/save_run.py` writes
 them, or run directories themselves). `comparison` lines them up per relabeled test task;
 `markdown` renders that as the tables of docs/RESULTS.md.
+
+A campaign's run also evaluates milestone checkpoints along meta-training; its saved seed
+folder keeps each one's results in <seed>/milestones/step_<env steps>/eval/results.json.
+`load_budget` reads them with the end, `budget` lines up MIER against MIER-wR as the budget
+grows and `budget_markdown` renders it.
 """
 import glob
 import json
@@ -50,6 +55,96 @@ def load_runs(family_dir: str) -> Dict[str, dict]:
   return runs
 
 
+MILESTONES = "milestones"
+
+
+def load_budget(family_dir: str) -> Dict[str, Dict[int, dict]]:
+  """seed folder name -> {env steps: results.json} of every evaluated checkpoint of the seed:
+  its milestones (<seed>/milestones/step_<N>/eval/results.json) and its end.
+
+  A milestone's evaluation (Algorithm 2 alone) does not roll out standing still: a task's
+  standing still is the end's, on the same task and episodes (same protocol), as it does
+  not depend on the checkpoint.
+  """
+  budget_runs: Dict[str, Dict[int, dict]] = {}
+  for seed, end in load_runs(family_dir).items():
+    checkpoints = {int(end.get("env_steps", 0)): end}
+    for path in glob.glob(os.path.join(family_dir, seed, MILESTONES, "step_*", "eval",
+                                       "results.json")):
+      step = os.path.basename(os.path.dirname(os.path.dirname(path)))[len("step_"):]
+      result = files.read_json(path)
+      for i, entry in result.get("test_tasks", {}).items():
+        at_end = end.get("test_tasks", {}).get(i, {})
+        if ("standing_still" not in entry and "standing_still" in at_end
+            and entry.get("protocol") == at_end.get("protocol")):
+          entry["standing_still"] = at_end["standing_still"]
+      checkpoints[int(step)] = result
+    budget_runs[seed] = dict(sorted(checkpoints.items()))
+  return budget_runs
+
+
+def budget(budget_runs: Dict[str, Dict[int, dict]],
+           references: Optional[Dict[int, dict]] = None) -> dict:
+  """MIER against MIER-wR at each evaluated checkpoint of each seed.
+
+  Returns {"rows": [{"seed", "env_steps", "tasks", "standing_still", "mier_wr", "mier",
+  "gain", "wins"}] (means over the checkpoint's relabeled test tasks), "steps": [{"env_steps",
+  "seeds", "standing_still", "mier_wr", "mier", "gain": per-seed lists}], "oracle_long":
+  mean of the long oracle over the relabeled tasks that have one, or None}. Checkpoints
+  where no task went through Algorithm 2 yet are left out.
+  """
+  references = references or {}
+  rows, relabeled = [], set()
+  for seed, checkpoints in sorted(budget_runs.items()):
+    for env_steps, result in checkpoints.items():
+      tasks = {i: e for i, e in result.get("test_tasks", {}).items() if "mier" in e}
+      if not tasks:
+        continue
+      relabeled |= {(int(i), e["task"]) for i, e in tasks.items()}
+      wr = np.array([e["mier_wr"] for e in tasks.values()])
+      mier = np.array([e["mier"] for e in tasks.values()])
+      rows.append({"seed": seed, "env_steps": env_steps, "tasks": len(tasks),
+                   "standing_still": float(np.mean([e["standing_still"]
+                                                    for e in tasks.values()])),
+                   "mier_wr": float(wr.mean()), "mier": float(mier.mean()),
+                   "gain": float((mier - wr).mean()), "wins": int((mier > wr).sum())})
+  steps = []
+  for env_steps in sorted({r["env_steps"] for r in rows}):
+    at = [r for r in rows if r["env_steps"] == env_steps]
+    steps.append({"env_steps": env_steps, "seeds": [r["seed"] for r in at],
+                  **{k: [r[k] for r in at] for k in ("standing_still", "mier_wr", "mier",
+                                                     "gain", "wins", "tasks")}})
+  longs = []
+  for i, task in sorted(relabeled):
+    returns = _reference(references, i, task).get("oracle_long", {}).get("returns", {})
+    if returns:
+      longs.append(returns[max(returns, key=int)])
+  return {"rows": rows, "steps": steps,
+          "oracle_long": float(np.mean(longs)) if longs else None,
+          "oracle_tasks": len(longs), "relabeled_tasks": len(relabeled)}
+
+
+def budget_markdown(table: dict) -> str:
+  """One row per evaluated checkpoint (mean ± std over the seeds evaluated there), then one
+  per seed and checkpoint."""
+  lines = ["| env steps | seeds | standing still | MIER-wR | MIER | MIER − MIER-wR "
+           "| tasks where MIER > MIER-wR |", "| --- | --- | --- | --- | --- | --- | --- |"]
+  for s in table["steps"]:
+    lines.append(f"| {s['env_steps']:,} | {len(s['seeds'])} | {np.mean(s['standing_still']):.1f} "
+                 f"| {_mean_std(s['mier_wr'])} | {_mean_std(s['mier'])} | {_mean_std(s['gain'])} "
+                 f"| {sum(s['wins'])} of {sum(s['tasks'])} |")
+  if table["oracle_long"] is not None:
+    lines += ["", f"Oracle (SAC from scratch, 50k steps on each task), mean over "
+              f"{table['oracle_tasks']} of the {table['relabeled_tasks']} relabeled tasks: "
+              f"{table['oracle_long']:.1f}."]
+  lines += ["", "| seed | env steps | tasks | MIER-wR | MIER | MIER − MIER-wR | won |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+  for r in table["rows"]:
+    lines.append(f"| {r['seed']} | {r['env_steps']:,} | {r['tasks']} | {r['mier_wr']:.1f} | "
+                 f"{r['mier']:.1f} | {r['gain']:.1f} | {r['wins']} of {r['tasks']} |")
+  return "\n".join(lines) + "\n"
+
+
 def load_references(family_dir: str) -> Dict[int, dict]:
   """test task index -> its references (FAMILY_DIR/references/task_<i>.json, written by
   `scripts/references.py`); empty if there are none."""
@@ -58,6 +153,16 @@ def load_references(family_dir: str) -> Dict[int, dict]:
     entry = files.read_json(path)
     refs[int(entry["index"])] = entry
   return refs
+
+
+def _reference(references: Dict[int, dict], index: int, task: str) -> dict:
+  """The references of test task `index`, checked to be of the same task (families share
+  references between configs whose test tasks are the same)."""
+  ref = references.get(index, {})
+  if ref.get("task") not in (None, task):
+    raise ValueError(f"references/task_{index}.json is of task {ref['task']!r}, but the "
+                     f"runs' test task {index} is {task!r}")
+  return ref
 
 
 def comparison(runs: Dict[str, dict], references: Optional[Dict[int, dict]] = None) -> dict:
@@ -82,7 +187,7 @@ def comparison(runs: Dict[str, dict], references: Optional[Dict[int, dict]] = No
                   "standing_still": float(np.mean([e["standing_still"] for e in entries])),
                   "mier_wr": [e["mier_wr"] for e in entries],
                   "mier": [e["mier"] for e in entries]})
-    ref = references.get(int(i), {})
+    ref = _reference(references, int(i), entries[0]["task"])
     tasks[-1]["oracle_same_data"] = ref.get("oracle_same_data", {}).get("greedy_return")
     returns = ref.get("oracle_long", {}).get("returns", {})
     last = max(returns, key=int) if returns else None

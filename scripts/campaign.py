@@ -55,7 +55,9 @@ def main(argv):
         print(f"{run.name}: " + shlex.join(campaign.train_command(run, runs_dir)[1:]))
       for job in campaign.pending_jobs(FLAGS.campaign, runs_dir, FLAGS.evaluate):
         if job.kind == "evaluate":
-          print(f"{job.name}: " + shlex.join(campaign.evaluate_command(job.run, job.root)[1:]))
+          when = " (once no run waits to train)" if job.optional else ""
+          print(f"{job.name}{when}: " +
+                shlex.join(campaign.evaluate_command(job.run, job.root)[1:]))
     else:
       return 1 if campaign.supervise(FLAGS.campaign, runs_dir, FLAGS.parallel, FLAGS.evaluate,
                                      FLAGS.lowest_priority) else 0

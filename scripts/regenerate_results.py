@@ -6,8 +6,11 @@
 For each family folder under RESULTS_DIR (one sub-folder per seed, as `scripts/save_run.py`
 writes them, plus references/ from `scripts/references.py`): the plots of all its seeds
 (`scripts/plot.py`: learning_curves.png, training_losses.png, mier_vs_mier_wr.png with the
-references; for folders whose runs were saved with their scalars) and table.md (`scripts/results_table.py`: per test task and per seed). Reads
-only the saved JSON; needs no checkpoint, event file or simulator.
+references; for folders whose runs were saved with their scalars), table.md
+(`scripts/results_table.py`: per test task and per seed), and for a campaign's family whose
+milestones were evaluated, budget.md and mier_vs_budget.png (MIER against MIER-wR as the
+meta-training budget grows). Reads only the saved JSON; needs no checkpoint, event file or
+simulator.
 """
 import glob
 import os
@@ -45,8 +48,15 @@ def main(argv):
       if all(os.path.exists(os.path.join(s, "scalars.json")) for s in seeds):
         for path in plotting.plot_runs(seeds, family_dir):
           print(path)
-      table = results.markdown(results.comparison(runs, results.load_references(family_dir)))
+      references = results.load_references(family_dir)
+      table = results.markdown(results.comparison(runs, references))
       print(files.atomic_write(os.path.join(family_dir, "table.md"), table))
+      budget = results.budget(results.load_budget(family_dir), references)
+      if len(budget["steps"]) > 1:  # a campaign's family: milestones evaluated
+        print(files.atomic_write(os.path.join(family_dir, "budget.md"),
+                                 results.budget_markdown(budget)))
+        for path in plotting.plot_budget(family_dir):
+          print(path)
 
 
 if __name__ == "__main__":

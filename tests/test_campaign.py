@@ -119,15 +119,19 @@ def _fake_run(runs_dir, run, finished=False, milestones=()):
 
 def test_jobs_train_first_and_evaluate_milestones_as_they_appear(tmp_path):
   s0, s1 = campaign.get_campaign("smoke")
-  root0 = _fake_run(tmp_path, s0, finished=True, milestones=(30, 60))
+  root0 = _fake_run(tmp_path, s0, finished=True, milestones=(30, 60, 90))
   _fake_run(tmp_path, s1, milestones=(30,))
   jobs = campaign.pending_jobs("smoke", str(tmp_path))
-  assert [(j.kind, j.root) for j in jobs] == [
-      ("train", str(tmp_path / s1.name)),
-      ("evaluate", str(root0)),  # the end of a finished run first, then its latest milestone
-      ("evaluate", str(root0 / "milestones" / "step_60")),
-      ("evaluate", str(root0 / "milestones" / "step_30")),
-      ("evaluate", str(tmp_path / s1.name / "milestones" / "step_30"))]
+  milestone = lambda root, n: str(root / "milestones" / f"step_{n}")
+  # The end of a finished run first, then its middle milestone (half the budget), then the
+  # others from the latest: those are optional.
+  assert [(j.kind, j.root, j.optional) for j in jobs] == [
+      ("train", str(tmp_path / s1.name), False),
+      ("evaluate", str(root0), False),
+      ("evaluate", milestone(root0, 60), False),
+      ("evaluate", milestone(root0, 90), True),
+      ("evaluate", milestone(root0, 30), True),
+      ("evaluate", milestone(tmp_path / s1.name, 30), False)]
   assert [j.kind for j in campaign.pending_jobs("smoke", str(tmp_path), evaluate=False)] == [
       "train"]
   # With both kinds pending, at most half of the slots evaluate.
@@ -137,6 +141,10 @@ def test_jobs_train_first_and_evaluate_milestones_as_they_appear(tmp_path):
   assert next_job(jobs[1:], [train]) is first_eval  # the second evaluates
   assert next_job(jobs, [first_eval]) is train  # not two evaluations while training waits
   assert next_job(jobs[2:], [first_eval]) is jobs[2]  # nothing to train: evaluate
+  optional = [j for j in jobs if j.optional]
+  assert next_job([train] + optional, []) is train  # optional ones wait for every training
+  assert next_job(optional, [train]) is optional[0]  # ...until no run waits to train
+  assert next_job([train] + optional, [train]) is train
   bindings = campaign.EVALUATION_BINDINGS["smoke"]
   (root0 / campaign.EVALUATED).write_text(json.dumps({"env_steps": 90, "bindings": bindings}))
   assert str(root0) not in [j.root for j in campaign.pending_jobs("smoke", str(tmp_path))]
@@ -180,3 +188,20 @@ def test_the_supervisor_evaluates_finished_runs_once(smoke_run_source, tmp_path)
   again = _script(*args)
   assert "0 runs to train and 0 checkpoints to evaluate" in again.stdout
   assert "started" not in again.stdout
+  # Saving the run for docs/results keeps each milestone whose evaluation completed (here
+  # one standing in for it, with the end's results), not one still being evaluated.
+  from mier_tf import plotting, results as results_lib  # pylint: disable=import-outside-toplevel
+  root0 = tmp_path / runs[0].name
+  done, busy = root0 / "milestones" / "step_5", root0 / "milestones" / "step_9"
+  for milestone in (done, busy):
+    (milestone / "eval").mkdir(parents=True)
+    (milestone / "eval" / "results.json").write_text(
+        (root0 / "eval" / "results.json").read_text())
+  (done / campaign.EVALUATED).write_text((root0 / campaign.EVALUATED).read_text())
+  saved = tmp_path / "family" / "s0"
+  plotting.save_run(str(root0), str(saved))
+  assert (saved / "milestones" / "step_5" / "eval" / "results.json").exists()
+  assert (saved / "milestones" / "step_5" / campaign.EVALUATED).exists()
+  assert not (saved / "milestones" / "step_9").exists()
+  assert sorted(results_lib.load_budget(str(tmp_path / "family"))["s0"]) == sorted(
+      {5, results["env_steps"]})

@@ -87,3 +87,53 @@ def test_per_block_nlls_of_each_seed(tmp_path):
     json.dump(run, f)
   text = results.markdown(results.comparison(results.load_runs(root)))
   assert "| s0 | 0.900 | 25.8 | 640.7 → -16.1 | 20.66 → -0.87 |" in text
+
+
+def _milestone(root, seed, step, tasks):
+  """A milestone's results as Algorithm 2 writes them: no standing still of its own."""
+  path = os.path.join(root, seed, results.MILESTONES, f"step_{step}", "eval")
+  os.makedirs(path)
+  entries = {str(i): {"task": f"v={i}", "mier_wr": wr, "mier": mier, "protocol": {"seed": 0}}
+             for i, (wr, mier) in tasks.items()}
+  with open(os.path.join(path, "results.json"), "w") as f:
+    json.dump({"test_tasks": entries}, f)
+
+
+def test_mier_against_mier_wr_as_the_budget_grows(tmp_path):
+  root = str(tmp_path)
+  for seed in ("s0", "s1"):
+    _write(root, seed, {0: (-500, -400, -300), 3: (-520, -450, -460)}, 0.9)  # at 1,000 steps
+    for entry in results.load_runs(root)[seed]["test_tasks"].values():
+      assert "protocol" not in entry
+  # The ends' tasks carry the protocol the milestones' standing still is matched on.
+  for seed in ("s0", "s1"):
+    path = os.path.join(root, seed, "eval", "results.json")
+    with open(path) as f:
+      end = json.load(f)
+    for entry in end["test_tasks"].values():
+      entry["protocol"] = {"seed": 0}
+    with open(path, "w") as f:
+      json.dump(end, f)
+  _milestone(root, "s0", 500, {0: (-450, -470), 3: (-480, -400)})
+  _milestone(root, "s1", 500, {0: (-430, -410), 3: (-470, -450)})
+  _milestone(root, "s0", 250, {0: (-490, -495)})  # one seed, one task so far
+  table = results.budget(results.load_budget(root))
+  assert [s["env_steps"] for s in table["steps"]] == [250, 500, 1000]
+  at_500 = table["steps"][1]
+  # s0: wr (-450 - 480) / 2 = -465, mier (-470 - 400) / 2 = -435, gain 30, 1 won;
+  # s1: wr -450, mier -430, gain 20, 2 won. Standing still from the ends: (-500 - 520) / 2.
+  assert at_500["mier_wr"] == [-465.0, -450.0] and at_500["mier"] == [-435.0, -430.0]
+  assert at_500["gain"] == [30.0, 20.0] and at_500["wins"] == [1, 2]
+  assert at_500["standing_still"] == [-510.0, -510.0]
+  text = results.budget_markdown(table)
+  assert "| 500 | 2 | -510.0 | -457.5 ± 7.5 | -432.5 ± 2.5 | 25.0 ± 5.0 | 3 of 4 |" in text
+  assert "| 250 | 1 | -500.0 | -490.0 | -495.0 | -5.0 | 0 of 1 |" in text
+  assert "| s0 | 1,000 | 2 | -425.0 | -380.0 | 45.0 | 1 of 2 |" in text
+  assert "oracle" not in text.lower()
+  # References of another task under the same index are refused, not averaged in.
+  refs = {0: {"task": "v=7", "oracle_long": {"returns": {"50000": -100.0}}}}
+  with pytest.raises(ValueError, match="task_0.json is of task 'v=7'.*test task 0 is 'v=0'"):
+    results.budget(results.load_budget(root), refs)
+  refs[0]["task"] = "v=0"
+  table = results.budget(results.load_budget(root), refs)
+  assert (table["oracle_long"], table["oracle_tasks"], table["relabeled_tasks"]) == (-100.0, 1, 2)
