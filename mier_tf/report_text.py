@@ -1,6 +1,7 @@
 """The human summaries the scripts end with: what was measured, against what, which way is
 better. (The numbers come from results.json or a script's JSON report; no TensorFlow here.)
 """
+import json
 import math
 import os
 import textwrap
@@ -27,6 +28,14 @@ DIFFERENCE = ("Paired on the same start states: difference = MIER - MIER-wR, mea
               "standard error; won or lost only beyond twice the error, else tie.")
 
 
+def _read_json(path: str) -> dict:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return {}
+
+
 def _mean(values: Sequence[float]) -> float:
   return sum(values) / len(values) if values else float("nan")
 
@@ -38,9 +47,16 @@ def _signed(value: float) -> str:
 def run_summary(root_dir: str, results: dict, max_tasks: int = 12) -> str:
   """The end of train.py and adapt.py, from a run's eval/results.json."""
   tasks = results.get("test_tasks", {})
-  lines = [f"Results of {root_dir} ({results.get('family', '?')}, "
-           f"{results.get('env_steps', 0):,} meta-training env steps)"]
-  lines += _wrap(_returns_note(results.get("protocol", {}).get("episodes", "?")))
+  # A milestone checkpoint's results hold only what Algorithm 2 wrote: its tasks say from
+  # how many env steps and under which protocol, ROOT/run.json which family.
+  family = results.get("family") or _read_json(os.path.join(root_dir, "run.json")).get(
+      "family", "?")
+  env_steps = results.get("env_steps") or max(
+      (int(t.get("mier_env_steps", 0)) for t in tasks.values()), default=0)
+  protocol = results.get("protocol") or next(
+      (t["protocol"] for t in tasks.values() if "protocol" in t), {})
+  lines = [f"Results of {root_dir} ({family}, {env_steps:,} meta-training env steps)"]
+  lines += _wrap(_returns_note(protocol.get("episodes", "?")))
   if "train_return_mier_wr" in results:
     lines.append(f"  MIER-wR on training tasks {results['train_return_mier_wr']:.1f} "
                  f"(standing still {results.get('train_standing_still', float('nan')):.1f})")
@@ -76,8 +92,9 @@ def run_summary(root_dir: str, results: dict, max_tasks: int = 12) -> str:
                  f"{_signed(_mean([d['mean'] for d in differences]))} on average; won "
                  f"{verdicts.count('won')}, tie {verdicts.count('tie')}, lost "
                  f"{verdicts.count('lost')}")
-  lines.append(f"Files: {os.path.join(root_dir, 'eval', 'results.json')}, "
-               f"{os.path.join(root_dir, 'export')}/")
+  export = os.path.join(root_dir, "export")
+  lines.append(f"Files: {os.path.join(root_dir, 'eval', 'results.json')}" +
+               (f", {export}/" if os.path.isdir(export) else ""))
   lines.append(f"TensorBoard: tensorboard --logdir {root_dir} (Custom Scalars: MIER vs "
                "MIER-wR vs standing still)")
   return "\n".join(lines)

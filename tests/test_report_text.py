@@ -43,6 +43,19 @@ def test_a_run_without_results_still_gets_a_summary():
   assert "Files: /abs/run/eval/results.json" in text
 
 
+def test_a_milestones_summary_reads_its_steps_protocol_and_family_from_what_it_has(tmp_path):
+  """A milestone's results.json holds only Algorithm 2's tasks; run.json names the family."""
+  (tmp_path / "run.json").write_text('{"family": "ant_negjoints"}')
+  task = dict(_task(-500.0, -550.0, -480.0), mier_env_steps=850000,
+              protocol={"episodes": 3, "seed": 0, "adapt_steps": 400})
+  del task["standing_still"]
+  text = report_text.run_summary(str(tmp_path), {"test_tasks": {"0": task}})
+  assert text.startswith(f"Results of {tmp_path} (ant_negjoints, 850,000 meta-training env "
+                         "steps)")
+  assert "K=3" in text
+  assert f"Files: {tmp_path}/eval/results.json\n" in text + "\n"  # no export/ to point at
+
+
 def test_the_evaluation_summary_is_per_task_and_mean_against_standing_still():
   report = {"family": "cheetah_vel_hard", "split": "test",
             "protocol": {"adapt_steps": 400, "episodes": 3, "seed": 0},
