@@ -13,10 +13,12 @@ any number of times: while a supervisor holds RUNS/campaign.lock, it does nothin
 `scripts/campaign.py status` shows each run's family, seed, samples done, ETA, milestones
 kept, and whether its results are committed in docs/results/<config>/s<seed>/.
 """
+import ast
 import dataclasses
 import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -190,29 +192,48 @@ class Job:
     return f"{self.run.name} evaluation of {os.path.basename(self.root) or self.root}"
 
 
+def _middle_milestone(root: str, count: int) -> int:
+  """Which of a run's milestones (0-based, in step order) is the one at half the budget: the
+  fraction closest to 0.5 of the run's `meta_train.milestones` (ROOT/run_config.gin), or
+  the middle of the `count` kept so far if the run does not say."""
+  try:
+    with open(os.path.join(root, "run_config.gin")) as f:
+      found = re.search(r"^meta_train\.milestones = (.+)$", f.read(), re.MULTILINE)
+    fractions = sorted(ast.literal_eval(found.group(1)))
+    return min(range(len(fractions)), key=lambda k: abs(fractions[k] - 0.5))
+  except (OSError, AttributeError, ValueError, SyntaxError, TypeError):
+    return count // 2
+
+
 def checkpoints_of(run: CampaignRun, runs_dir: str) -> List[str]:
   """The run's checkpoint directories that can be evaluated, most wanted first: the end of
-  a finished run, its middle milestone (half the budget), then the other milestones from
-  the latest (`is_optional`)."""
+  a finished run, its milestone at half the budget (once kept), then the other milestones
+  from the latest (`is_optional`)."""
   root = os.path.join(runs_dir, run.name)
   dirs = [root] if is_finished(run, runs_dir) else []
   milestones = os.path.join(root, "milestones")
   if os.path.isdir(milestones):
     steps = sorted(int(n[5:]) for n in os.listdir(milestones)
                    if n.startswith("step_") and n[5:].isdigit())
-    ordered = ([steps[len(steps) // 2]] if steps else []) + [
-        n for n in reversed(steps) if n != steps[len(steps) // 2]]
-    dirs += [os.path.join(milestones, f"step_{n}") for n in ordered]
+    middle = _middle_milestone(root, len(steps))
+    wanted = [steps[middle]] if middle < len(steps) else []
+    dirs += [os.path.join(milestones, f"step_{n}")
+             for n in wanted + [n for n in reversed(steps) if n not in wanted]]
   return dirs
 
 
 def is_optional(run: CampaignRun, checkpoint_dir: str, runs_dir: str) -> bool:
-  """The milestones other than the middle one (25% and 75% of the budget): the issue asks
-  for the end and half the budget, the others if affordable. Their evaluation waits until
-  no run waits to be meta-trained, which brings every seed's end result hours earlier."""
-  dirs = checkpoints_of(run, runs_dir)
-  first_milestone = 1 if is_finished(run, runs_dir) else 0
-  return checkpoint_dir in dirs[first_milestone + 1:]
+  """The milestones other than the one at half the budget (25% and 75%): the issue asks for
+  the end and half the budget, the others if affordable. Their evaluation waits until no
+  run waits to be meta-trained, which brings every seed's end result hours earlier."""
+  root = os.path.join(runs_dir, run.name)
+  if os.path.abspath(checkpoint_dir) == os.path.abspath(root):
+    return False
+  steps = sorted(int(n[5:]) for n in os.listdir(os.path.join(root, "milestones"))
+                 if n.startswith("step_") and n[5:].isdigit())
+  middle = _middle_milestone(root, len(steps))
+  return not (middle < len(steps) and
+              os.path.basename(checkpoint_dir) == f"step_{steps[middle]}")
 
 
 def evaluation_bindings(run: CampaignRun) -> List[str]:

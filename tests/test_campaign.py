@@ -120,18 +120,25 @@ def _fake_run(runs_dir, run, finished=False, milestones=()):
 def test_jobs_train_first_and_evaluate_milestones_as_they_appear(tmp_path):
   s0, s1 = campaign.get_campaign("smoke")
   root0 = _fake_run(tmp_path, s0, finished=True, milestones=(30, 60, 90))
-  _fake_run(tmp_path, s1, milestones=(30,))
+  root1 = _fake_run(tmp_path, s1, milestones=(30,))
+  for root in (root0, root1):
+    (root / "run_config.gin").write_text("meta_train.milestones = (0.25, 0.5, 0.75)\n")
   jobs = campaign.pending_jobs("smoke", str(tmp_path))
   milestone = lambda root, n: str(root / "milestones" / f"step_{n}")
-  # The end of a finished run first, then its middle milestone (half the budget), then the
-  # others from the latest: those are optional.
+  # The end of a finished run first, then its milestone at half the budget (the second of
+  # its three fractions), then the others from the latest: those are optional, as is the
+  # running run's first (25%) milestone.
   assert [(j.kind, j.root, j.optional) for j in jobs] == [
-      ("train", str(tmp_path / s1.name), False),
+      ("train", str(root1), False),
       ("evaluate", str(root0), False),
       ("evaluate", milestone(root0, 60), False),
       ("evaluate", milestone(root0, 90), True),
       ("evaluate", milestone(root0, 30), True),
-      ("evaluate", milestone(tmp_path / s1.name, 30), False)]
+      ("evaluate", milestone(root1, 30), True)]
+  (root1 / "milestones" / "step_60").mkdir()  # its 50% milestone appears: wanted at once
+  assert [j.optional for j in campaign.pending_jobs("smoke", str(tmp_path))
+          if j.root.startswith(str(root1 / "milestones"))] == [False, True]
+  (root1 / "milestones" / "step_60").rmdir()
   assert [j.kind for j in campaign.pending_jobs("smoke", str(tmp_path), evaluate=False)] == [
       "train"]
   # With both kinds pending, at most half of the slots evaluate.
