@@ -5,6 +5,7 @@ Each ```python block of README.md runs as a script in a fresh process, in a dire
 reads a run says `root = "runs/my_run"` and runs exactly as a user would run it. A block
 whose first line says "without mier_tf" runs where importing mier_tf fails.
 """
+import glob
 import os
 import re
 import subprocess
@@ -153,3 +154,25 @@ def test_readme_is_a_guide_not_a_lab_notebook():
       "README.md is a user guide: move measurements and their history to docs/")
   dates = re.findall(r"\b20\d\d-\d\d-\d\d\b", text)
   assert not dates, f"README.md holds dated measurements {dates}: they belong in docs/"
+
+
+# --- Tables quoted from the results ---------------------------------------------------------
+
+TABLES = sorted(glob.glob(os.path.join(REPO, "docs", "results", "*", "*.md")))
+
+
+@pytest.mark.parametrize("table", [os.path.relpath(t, REPO) for t in TABLES])
+def test_a_results_table_quoted_in_the_docs_is_quoted_whole_and_current(table):
+  """A table `make results` wrote (docs/results/<family>/*.md) that a doc quotes, recognised
+  by its header and first row, must be quoted as it is now: no stale copy of old numbers."""
+  for block in _read(os.path.join(REPO, table)).strip().split("\n\n"):
+    lines = block.strip().split("\n")
+    if not lines[0].startswith("|") or len(lines) < 3:
+      continue
+    for doc in DOCS:
+      text = _read(os.path.join(REPO, doc))
+      start = text.find("\n".join(lines[:3]) + "\n")
+      if start >= 0:
+        quoted = text[start:].split("\n\n")[0].strip()
+        assert quoted == block.strip(), (
+            f"{doc} quotes a table of {table} that has changed since: paste it again")
