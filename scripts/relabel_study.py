@@ -35,8 +35,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # name -> (what it changes against base, its gin bindings). Base is today's Algorithm 2.
 VARIANTS = {
-    "base": ("today's defaults: 10 context steps, <= 100 whole-model steps, stopped on a "
-             "20% held-out tail", []),
+    "base": ("the run's own recorded Algorithm 2 settings (with --gin_bindings on top)", []),
     "release": ("the release's fixed counts: no held-out stopping",
                 ["adapt_ood.heldout_fraction = 0.0"]),
     "context_far": ("(a) 100 context steps, all at the full rate, gradient clip 100: the "
@@ -53,6 +52,10 @@ VARIANTS = {
     "real_half": ("(d) half of every SAC batch from the task's own data (5% today)",
                   ["adapt_ood.real_fraction = 0.5"]),
     "updates_x4": ("(d) four times the SAC updates", ["adapt_ood.updates_per_step = 8"]),
+    "critic_reset": ("(d) the policy trained from freshly initialised critics (the "
+                     "meta-trained actor kept)", ["adapt_ood.reset_critic = True"]),
+    "epochs_10": ("(d) 10 policy epochs (twice the CPU configs' 5)",
+                  ["adapt_ood.num_epochs = 10"]),
 }
 ALWAYS = ["adapt_ood.guard_episodes = 0"]
 

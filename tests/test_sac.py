@@ -121,3 +121,33 @@ def test_mixed_precision_hidden_layers_in_bfloat16_outputs_in_float32():
   for _ in range(150):
     last = float(learner.train(*args).critic_loss)
   assert last < 0.2 * first
+
+
+def test_reset_critics_redraws_both_critics_and_their_targets_only():
+  agent = sac.create_sac_agent(OBS, ACT, CTX, actor_fc_layers=(16,), critic_fc_layers=(16,))
+  critics = agent._critic_network_1.variables + agent._critic_network_2.variables
+  before_critics = [v.numpy() for v in critics]
+  actor = [v.numpy() for v in agent._actor_network.variables]
+  log_alpha = agent._log_alpha.numpy()
+  for v in critics:  # as if meta-trained: far from any initialisation
+    v.assign(v + 5.0)
+  sac.reset_critics(agent, seed=3)
+  for v, b in zip(critics, before_critics):
+    if "bias" in v.name:
+      np.testing.assert_array_equal(v.numpy(), 0.0)
+    else:  # Glorot uniform: within sqrt(6 / (fan_in + fan_out)), and not the old weights
+      limit = np.sqrt(6.0 / sum(v.shape))
+      assert np.abs(v.numpy()).max() <= limit and not np.allclose(v.numpy(), b + 5.0)
+  for critic, target in ((agent._critic_network_1, agent._target_critic_network_1),
+                         (agent._critic_network_2, agent._target_critic_network_2)):
+    for v, t in zip(critic.variables, target.variables):
+      np.testing.assert_array_equal(v.numpy(), t.numpy())
+  # The two critics differ; the actor and the temperature are untouched; the seed decides.
+  assert not np.allclose(agent._critic_network_1.variables[0].numpy(),
+                         agent._critic_network_2.variables[0].numpy())
+  for v, a in zip(agent._actor_network.variables, actor):
+    np.testing.assert_array_equal(v.numpy(), a)
+  assert agent._log_alpha.numpy() == log_alpha
+  first = agent._critic_network_1.variables[0].numpy()
+  sac.reset_critics(agent, seed=3)
+  np.testing.assert_array_equal(agent._critic_network_1.variables[0].numpy(), first)

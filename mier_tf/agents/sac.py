@@ -187,6 +187,29 @@ def create_sac_agent(
   return agent
 
 
+def reset_critics(agent: sac_agent.SacAgent, seed: int) -> None:
+  """Re-initialises both critics as `create_sac_agent` initialises them (Glorot-uniform
+  kernels, zero biases), drawn statelessly from `seed`, and sets each target critic equal
+  to its critic. The actor, the temperature and the optimizers' state are left as they are.
+  """
+  pairs = ((agent._critic_network_1, agent._target_critic_network_1),  # pylint: disable=protected-access
+           (agent._critic_network_2, agent._target_critic_network_2))  # pylint: disable=protected-access
+  for k, (critic, target) in enumerate(pairs):
+    for i, variable in enumerate(critic.variables):
+      if "kernel" in variable.name:
+        fan_in, fan_out = variable.shape
+        limit = (6.0 / (fan_in + fan_out)) ** 0.5
+        value = tf.random.stateless_uniform(variable.shape, [seed, 1000 * k + i], -limit,
+                                            limit, dtype=variable.dtype)
+      elif "bias" in variable.name:
+        value = tf.zeros_like(variable)
+      else:
+        raise ValueError(f"reset_critics: no initialiser known for {variable.name}")
+      variable.assign(value)
+    for variable, value in zip(target.variables, critic.variables):
+      variable.assign(value)
+
+
 def tag_with_context(observation: tf.Tensor, context: tf.Tensor) -> tf.Tensor:
   """concat(observation, context) for observations [tasks, n, d] and contexts [tasks, c].
 

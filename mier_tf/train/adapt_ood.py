@@ -26,6 +26,7 @@ from mier_tf import model as model_lib
 from mier_tf import relabel
 from mier_tf import results as results_lib
 from mier_tf import summaries
+from mier_tf.agents import sac
 from mier_tf.collect import flatten_tasks
 from mier_tf.train import checkpoints
 from mier_tf.train import evaluation
@@ -144,6 +145,7 @@ def adapt_ood(
     updates_per_step: int = 2,
     batch_size: int = 256,
     real_fraction: float = 0.05,
+    reset_critic: bool = False,
     # The guard (beyond the paper).
     guard_episodes: int = 1,
     seed: int = 0,
@@ -172,6 +174,9 @@ def adapt_ood(
     updates_per_step: SAC updates per step.
     batch_size: SAC batch size.
     real_fraction: share of the new task's own data in each batch.
+    reset_critic: start policy training from freshly initialised critics (the actor stays
+      the meta-trained one); the meta-trained critics' values are of the training tasks'
+      rewards.
     guard_episodes: after relabeling, this many deterministic episodes on the task (from
       start states of their own, never the evaluation's) with the relabeled policy and with
       the meta-trained one (MIER-wR's policy and context); MIER keeps the better of the two.
@@ -225,6 +230,8 @@ def adapt_ood(
   # Policy training on relabeled experience; each relabeling is scored against the
   # simulator where it can step from an observation (cheetah, ant: it is the state).
   mix = relabel.MixedBatches(real, real_fraction, batch_size, seed=seed)
+  if reset_critic:
+    sac.reset_critics(run.agent, seed=seed)
   scoring_env = run.family.make_env(task)
   scorable = getattr(scoring_env.unwrapped, "observation_is_state", False)
   errors, curve, step, mier_returns, relabel_stats = [], [], 0, wr.returns, []
