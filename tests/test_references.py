@@ -67,7 +67,7 @@ def _family_dir(root):
   os.makedirs(os.path.join(root, "s0", "eval"))
   with open(os.path.join(root, "s0", "eval", "results.json"), "w") as f:
     json.dump({"env_steps": 1, "test_tasks": {
-        "3": {"task": "v=2.1", "standing_still": -420.0, "mier_wr": -400.0, "mier": -380.0},
+        "3": {"task": "v=2.559", "standing_still": -420.0, "mier_wr": -400.0, "mier": -380.0},
         "4": {"task": "v=2.2", "standing_still": -440.0, "mier_wr": -400.0}}}, f)
   with open(os.path.join(root, "s0", "operative_config.gin"), "w") as f:
     f.write("MetaTrainingRun.family = 'cheetah_vel_hard'\n"
@@ -105,7 +105,7 @@ def test_the_script_writes_each_relabeled_task_once_and_the_table_shows_it(tmp_p
     assert json.load(f) == entry
   table = subprocess.run([sys.executable, "scripts/results_table.py", f"--family_dir={root}"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-  assert "| oracle, MIER's data |" in table.stdout and "| 3 (v=2.1) |" in table.stdout
+  assert "| oracle, MIER's data |" in table.stdout and "| 3 (v=2.559) |" in table.stdout
   # `make results` writes the same table beside the runs (no plots: no scalars were saved).
   regen = subprocess.run([sys.executable, "scripts/regenerate_results.py",
                           f"--results_dir={tmp_path}"], cwd=REPO, env=env, capture_output=True,
