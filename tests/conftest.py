@@ -21,7 +21,7 @@ def _fixed_seeds():
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
-  """`make test` runs the suite on two pytest-xdist workers (pytest.ini: -n 2 --dist
+  """`make test` runs the suite on three pytest-xdist workers (pytest.ini: -n 3 --dist
   loadgroup): the tests sharing a module-scoped run stay on one worker, so it is trained
   once and they read it in file order."""
   for item in items:
