@@ -22,7 +22,7 @@ import re
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mier_tf import files
 
@@ -192,17 +192,21 @@ class Job:
     return f"{self.run.name} evaluation of {os.path.basename(self.root) or self.root}"
 
 
-def _middle_milestone(root: str, count: int) -> int:
-  """Which of a run's milestones (0-based, in step order) is the one at half the budget: the
-  fraction closest to 0.5 of the run's `meta_train.milestones` (ROOT/run_config.gin), or
-  the middle of the `count` kept so far if the run does not say."""
+def _milestones(root: str) -> Tuple[List[int], Optional[int]]:
+  """A run's milestones kept so far (env steps, ascending), and the one at half the budget
+  if it is kept: the fraction closest to 0.5 of the run's `meta_train.milestones`
+  (ROOT/run_config.gin), or the middle of those kept if the run does not say."""
+  parent = os.path.join(root, "milestones")
+  steps = sorted(int(n[5:]) for n in os.listdir(parent)
+                 if n.startswith("step_") and n[5:].isdigit()) if os.path.isdir(parent) else []
   try:
     with open(os.path.join(root, "run_config.gin")) as f:
       found = re.search(r"^meta_train\.milestones = (.+)$", f.read(), re.MULTILINE)
     fractions = sorted(ast.literal_eval(found.group(1)))
-    return min(range(len(fractions)), key=lambda k: abs(fractions[k] - 0.5))
+    middle = min(range(len(fractions)), key=lambda k: abs(fractions[k] - 0.5))
   except (OSError, AttributeError, ValueError, SyntaxError, TypeError):
-    return count // 2
+    middle = len(steps) // 2
+  return steps, steps[middle] if middle < len(steps) else None
 
 
 def checkpoints_of(run: CampaignRun, runs_dir: str) -> List[str]:
@@ -210,16 +214,10 @@ def checkpoints_of(run: CampaignRun, runs_dir: str) -> List[str]:
   a finished run, its milestone at half the budget (once kept), then the other milestones
   from the latest (`is_optional`)."""
   root = os.path.join(runs_dir, run.name)
-  dirs = [root] if is_finished(run, runs_dir) else []
-  milestones = os.path.join(root, "milestones")
-  if os.path.isdir(milestones):
-    steps = sorted(int(n[5:]) for n in os.listdir(milestones)
-                   if n.startswith("step_") and n[5:].isdigit())
-    middle = _middle_milestone(root, len(steps))
-    wanted = [steps[middle]] if middle < len(steps) else []
-    dirs += [os.path.join(milestones, f"step_{n}")
-             for n in wanted + [n for n in reversed(steps) if n not in wanted]]
-  return dirs
+  steps, half = _milestones(root)
+  ordered = ([half] if half is not None else []) + [n for n in reversed(steps) if n != half]
+  return ([root] if is_finished(run, runs_dir) else []) + [
+      os.path.join(root, "milestones", f"step_{n}") for n in ordered]
 
 
 def is_optional(run: CampaignRun, checkpoint_dir: str, runs_dir: str) -> bool:
@@ -229,11 +227,8 @@ def is_optional(run: CampaignRun, checkpoint_dir: str, runs_dir: str) -> bool:
   root = os.path.join(runs_dir, run.name)
   if os.path.abspath(checkpoint_dir) == os.path.abspath(root):
     return False
-  steps = sorted(int(n[5:]) for n in os.listdir(os.path.join(root, "milestones"))
-                 if n.startswith("step_") and n[5:].isdigit())
-  middle = _middle_milestone(root, len(steps))
-  return not (middle < len(steps) and
-              os.path.basename(checkpoint_dir) == f"step_{steps[middle]}")
+  _, half = _milestones(root)
+  return os.path.basename(checkpoint_dir) != f"step_{half}"
 
 
 def evaluation_bindings(run: CampaignRun) -> List[str]:
@@ -382,9 +377,7 @@ def status(name: str, runs_dir: str, now: Optional[float] = None) -> List[dict]:
   for run in get_campaign(name):
     root = os.path.join(runs_dir, run.name)
     progress = _read_json(os.path.join(root, "progress.json")) or {}
-    milestones = sorted(int(n[5:]) for n in os.listdir(os.path.join(root, "milestones"))
-                        if n.startswith("step_") and n[5:].isdigit()) if os.path.isdir(
-                            os.path.join(root, "milestones")) else []
+    milestones, _ = _milestones(root)
     epoch, planned = progress.get("epoch"), progress.get("planned_epochs")
     per_epoch = progress.get("seconds_per_epoch")
     eta = (planned - epoch) * per_epoch if None not in (epoch, planned, per_epoch) else None
@@ -402,7 +395,9 @@ def status(name: str, runs_dir: str, now: Optional[float] = None) -> List[dict]:
                  "max_env_steps": progress.get("max_env_steps"), "epoch": epoch,
                  "planned_epochs": planned, "eta_hours": None if eta is None else eta / 3600,
                  "milestones": milestones, "state": state,
-                 "committed": os.path.isdir(committed_dir(name, run))})
+                 # Its end's results (a milestone saved before the end does not count).
+                 "committed": os.path.exists(os.path.join(committed_dir(name, run), "eval",
+                                                          "results.json"))})
   return rows
 
 
