@@ -214,30 +214,38 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
   return written
 
 
-def plot_budget(family_dir: str, out_dir: Optional[str] = None) -> List[str]:
+def plot_budget(family_dir: str, out_dir: Optional[str] = None,
+                table: Optional[dict] = None) -> List[str]:
   """mier_vs_budget.png: MIER and MIER-wR (means over the relabeled test tasks) at each
   evaluated checkpoint of each seed, with standing still and the long oracle; below, MIER's
-  gain. Nothing is written for fewer than two evaluated checkpoints."""
+  gain. `table` is `results.budget` of the family (read from family_dir if not given).
+  Nothing is written for fewer than two evaluated checkpoints."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   import matplotlib.ticker  # pylint: disable=import-outside-toplevel
-  table = results_lib.budget(results_lib.load_budget(family_dir),
-                             results_lib.load_references(family_dir))
+  if table is None:
+    table = results_lib.budget(results_lib.load_budget(family_dir),
+                               results_lib.load_references(family_dir))
   if len(table["steps"]) < 2:
     return []
   out_dir = out_dir or family_dir
   fig, axes = plt.subplots(2, 1, figsize=(6.5, 6.5), sharex=True,
                            gridspec_kw={"height_ratios": [2, 1]})
   seeds = sorted({r["seed"] for r in table["rows"]})
-  for key, name, color in (("mier_wr", "MIER-wR", "tab:blue"), ("mier", "MIER", "tab:orange")):
+
+  def seeds_and_mean(ax, key, color, label=None):
+    """Each seed thin, their mean thick with markers."""
     for seed in seeds:
       rows = [r for r in table["rows"] if r["seed"] == seed]
-      axes[0].plot([r["env_steps"] for r in rows], [r[key] for r in rows], color=color,
-                   alpha=0.35, lw=1, marker=".")
-    axes[0].plot([s["env_steps"] for s in table["steps"]],
-                 [np.mean(s[key]) for s in table["steps"]], color=color, lw=2.2, marker="o",
-                 label=f"{name} (mean of {len(seeds)} seed{'s' * (len(seeds) > 1)}; thin: each)")
+      ax.plot([r["env_steps"] for r in rows], [r[key] for r in rows], color=color,
+              alpha=0.35, lw=1, marker=".")
+    ax.plot([s["env_steps"] for s in table["steps"]], [np.mean(s[key]) for s in table["steps"]],
+            color=color, lw=2.2, marker="o", label=label)
+
+  for key, name, color in (("mier_wr", "MIER-wR", "tab:blue"), ("mier", "MIER", "tab:orange")):
+    seeds_and_mean(axes[0], key, color,
+                   f"{name} (mean of {len(seeds)} seed{'s' * (len(seeds) > 1)}; thin: each)")
   still = np.mean([np.mean(s["standing_still"]) for s in table["steps"]])
   axes[0].axhline(still, color="grey", ls="--", lw=1, label="standing still")
   if table["oracle_long"] is not None:
@@ -247,13 +255,7 @@ def plot_budget(family_dir: str, out_dir: Optional[str] = None) -> List[str]:
   axes[0].set_title(f"Out of distribution as meta-training grows "
                     f"({os.path.basename(os.path.abspath(family_dir))})")
   axes[0].legend(fontsize=8, loc="best")
-  for seed in seeds:
-    rows = [r for r in table["rows"] if r["seed"] == seed]
-    axes[1].plot([r["env_steps"] for r in rows], [r["gain"] for r in rows], color="tab:green",
-                 alpha=0.35, lw=1, marker=".")
-  axes[1].plot([s["env_steps"] for s in table["steps"]],
-               [np.mean(s["gain"]) for s in table["steps"]], color="tab:green", lw=2.2,
-               marker="o")
+  seeds_and_mean(axes[1], "gain", "tab:green")
   axes[1].axhline(0.0, color="grey", lw=0.8)
   axes[1].set_ylabel("MIER minus MIER-wR")
   axes[1].set_xlabel("meta-training environment steps")

@@ -116,9 +116,9 @@ def budget(budget_runs: Dict[str, Dict[int, dict]],
                                                      "gain", "wins", "tasks")}})
   longs = []
   for i, task in sorted(relabeled):
-    returns = _reference(references, i, task).get("oracle_long", {}).get("returns", {})
-    if returns:
-      longs.append(returns[max(returns, key=int)])
+    value, _ = _long_oracle(_reference(references, i, task))
+    if value is not None:
+      longs.append(value)
   return {"rows": rows, "steps": steps,
           "oracle_long": float(np.mean(longs)) if longs else None,
           "oracle_tasks": len(longs), "relabeled_tasks": len(relabeled)}
@@ -165,6 +165,16 @@ def _reference(references: Dict[int, dict], index: int, task: str) -> dict:
   return ref
 
 
+def _long_oracle(ref: dict) -> tuple:
+  """The long oracle's return at its last checkpoint and that checkpoint's steps, or
+  (None, None) without one."""
+  returns = ref.get("oracle_long", {}).get("returns", {})
+  if not returns:
+    return None, None
+  last = max(returns, key=int)
+  return returns[last], int(last)
+
+
 def comparison(runs: Dict[str, dict], references: Optional[Dict[int, dict]] = None) -> dict:
   """Per relabeled test task and per seed: standing still, MIER-wR, MIER (and the oracles).
 
@@ -189,10 +199,7 @@ def comparison(runs: Dict[str, dict], references: Optional[Dict[int, dict]] = No
                   "mier": [e["mier"] for e in entries]})
     ref = _reference(references, int(i), entries[0]["task"])
     tasks[-1]["oracle_same_data"] = ref.get("oracle_same_data", {}).get("greedy_return")
-    returns = ref.get("oracle_long", {}).get("returns", {})
-    last = max(returns, key=int) if returns else None
-    tasks[-1]["oracle_long"] = returns[last] if last else None
-    tasks[-1]["oracle_long_steps"] = int(last) if last else None
+    tasks[-1]["oracle_long"], tasks[-1]["oracle_long_steps"] = _long_oracle(ref)
   per_seed = []
   for k, seed in enumerate(seeds):
     wr = np.array([t["mier_wr"][k] for t in tasks])

@@ -55,7 +55,7 @@ def main(argv):
       if len(budget["steps"]) > 1:  # a campaign's family: milestones evaluated
         print(files.atomic_write(os.path.join(family_dir, "budget.md"),
                                  results.budget_markdown(budget)))
-        for path in plotting.plot_budget(family_dir):
+        for path in plotting.plot_budget(family_dir, table=budget):
           print(path)
 
 
