@@ -15,6 +15,12 @@ DIR/study.json hold one row per (variant, seed, task): the held-out NLL of the t
 taken, where the context went, the relabeled reward's correlation, bias and MAE and the
 next-state error against the simulator, MIER-wR, MIER, their paired difference, and the
 seconds the task took.
+
+    python scripts/relabel_study.py --root_dir=RUN --out=DIR --variants=base \
+        --transplant=agent:RUN/milestones/step_850000 --tasks=0,9
+asks which part of a checkpoint decides: every variant's copy of RUN takes the agent (actor,
+critics, temperature), the model or the replay arrays of another checkpoint of the same
+config (`mier_tf.train.checkpoints.transplant`; recorded in DIR/study_config.json).
 """
 import csv
 import json
@@ -30,6 +36,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 from mier_tf import cli
+from mier_tf.train import checkpoints
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,13 +87,16 @@ flags.DEFINE_list("tasks", ["0"], "Test task indices.")
 flags.DEFINE_list("seeds", ["0"], "adapt_ood seeds (relabeling and batch draws).")
 flags.DEFINE_multi_string("gin_bindings", [], "Bindings for every variant (e.g. a shorter "
                           "adapt_ood.num_epochs), recorded in DIR/study_config.json.")
+flags.DEFINE_multi_string("transplant", [], "PART:RUN2 (PART one of agent, model, replay): "
+                          "every variant's copy of RUN takes PART from RUN2's checkpoint.")
 flags.DEFINE_integer("nice", 10, "Niceness of each task's process.")
 flags.DEFINE_bool("table", False, "Only write and print the table of what is done.")
 FLAGS = flags.FLAGS
 
 
-def _copy_checkpoint(root_dir: str, dest: str) -> None:
-  """DIR/<variant>/s<seed>: RUN's configs and checkpoint, hard-linked (read-only use)."""
+def _copy_checkpoint(root_dir: str, dest: str, transplants=()) -> None:
+  """DIR/<variant>/s<seed>: RUN's configs and checkpoint, hard-linked (read-only use), with
+  the parts `transplants` ((part, donor run) pairs) taken from other checkpoints."""
   if os.path.isfile(os.path.join(dest, "operative_config.gin")):
     return
   partial = dest + ".partial"
@@ -97,6 +107,9 @@ def _copy_checkpoint(root_dir: str, dest: str) -> None:
       shutil.copy2(os.path.join(root_dir, name), partial)
   shutil.copytree(os.path.join(root_dir, "checkpoints"), os.path.join(partial, "checkpoints"),
                   copy_function=os.link)
+  for part, donor in transplants:
+    print(checkpoints.transplant(os.path.join(partial, "checkpoints"),
+                                 os.path.join(donor, "checkpoints"), part), flush=True)
   os.rename(partial, dest)
 
 
@@ -242,17 +255,29 @@ def main(argv):
     if not os.path.isdir(os.path.join(root_dir, "checkpoints")):
       raise cli.UsageError(f"{root_dir}/checkpoints not found: --root_dir must be a "
                            "meta-training run or one of its milestones")
+    transplants = []
+    for spec in FLAGS.transplant:
+      part, _, donor = spec.partition(":")
+      if part not in checkpoints.TRANSPLANT_PARTS or not donor:
+        raise cli.UsageError(f"--transplant={spec}: give PART:RUN, PART one of "
+                             f"{', '.join(checkpoints.TRANSPLANT_PARTS)}")
+      donor = os.path.abspath(os.path.expanduser(donor))
+      if not os.path.isdir(os.path.join(donor, "checkpoints")):
+        raise cli.UsageError(f"{donor}/checkpoints not found (--transplant={spec})")
+      transplants.append([part, donor])
     os.makedirs(out, exist_ok=True)
     config = {"root_dir": root_dir, "gin_bindings": list(FLAGS.gin_bindings),
               "always": ALWAYS, "variants": {}}
+    if transplants:
+      config["transplants"] = transplants
     path = os.path.join(out, "study_config.json")
     if os.path.exists(path):  # a study grows; what all its rows share must not change
       with open(path) as f:
         earlier = json.load(f)
-      for key in ("root_dir", "gin_bindings"):
-        if earlier[key] != config[key]:
-          raise cli.UsageError(f"{path}: this study ran with {key} {earlier[key]!r}, not "
-                               f"{config[key]!r}; give another --out")
+      for key in ("root_dir", "gin_bindings", "transplants"):
+        if earlier.get(key) != config.get(key):
+          raise cli.UsageError(f"{path}: this study ran with {key} {earlier.get(key)!r}, not "
+                               f"{config.get(key)!r}; give another --out")
       config["variants"] = earlier["variants"]
     config["variants"].update({v: variant_bindings(v) for v in FLAGS.variants})
     with open(path, "w") as f:
@@ -264,7 +289,7 @@ def main(argv):
       for task in tasks:
         for variant in FLAGS.variants:
           dest = os.path.join(out, variant, f"s{seed}")
-          _copy_checkpoint(root_dir, dest)
+          _copy_checkpoint(root_dir, dest, transplants)
           if "mier" in _results(dest)["test_tasks"].get(str(task), {}):
             continue
           print(f"{variant} seed {seed} task {task} ...", flush=True)

@@ -142,3 +142,49 @@ def test_a_corrupt_replay_checkpoint_raises_the_one_checkpoint_error(tmp_path):
     f.write("garbage")
   with pytest.raises(checkpoints.CheckpointError, match="LATEST"):
     _make(str(tmp_path))[0].restore()
+
+
+def _parts(directory, agent, model, rows_value, agent_dim=2):
+  """A checkpoint with an agent, a model, a counter and replay rows of one value."""
+  tables = replay.InProcessTaskTables(2, 3, 2)
+  tables.add(0, ("adapt", "full"), _rows(4, rows_value))
+  variables = dict(agent=tf.Variable(np.full(agent_dim, agent, np.float32)),
+                   model=tf.Variable(np.full(3, model, np.float32)),
+                   step=tf.Variable(0, dtype=tf.int64))
+  ckpt = checkpoints.RunCheckpointer(directory, tables, **variables)
+  return ckpt, tables, variables
+
+
+def _restored(directory):
+  ckpt, tables, variables = _parts(directory, 0.0, 0.0, 0.0)
+  assert ckpt.restore()
+  return ({k: v.numpy().tolist() for k, v in variables.items()},
+          float(tables.sample([0], "full", 1)["reward"][0, 0]))
+
+
+def test_a_transplant_moves_one_part_and_leaves_the_hard_linked_run_alone(tmp_path):
+  import shutil  # pylint: disable=import-outside-toplevel
+  run, donor, study = (str(tmp_path / n) for n in ("run", "donor", "study"))
+  for directory, value, step in ((run, 1.0, 5), (donor, 2.0, 9)):
+    ckpt, _, variables = _parts(directory, value, 10 * value, value)
+    variables["step"].assign(step)
+    ckpt.save(np.random.default_rng(0))
+  shutil.copytree(run, study, copy_function=os.link)
+
+  assert "1 of 5 tensors (agent)" in checkpoints.transplant(study, donor, "agent")
+  assert _restored(study) == ({"agent": [2.0, 2.0], "model": [10.0] * 3, "step": 5}, 1.0)
+  checkpoints.transplant(study, donor, "replay")
+  assert _restored(study) == ({"agent": [2.0, 2.0], "model": [10.0] * 3, "step": 5}, 2.0)
+  checkpoints.transplant(study, donor, "model")
+  assert _restored(study) == ({"agent": [2.0, 2.0], "model": [20.0] * 3, "step": 5}, 2.0)
+  # The run the study was linked from is as it was.
+  assert _restored(run) == ({"agent": [1.0, 1.0], "model": [10.0] * 3, "step": 5}, 1.0)
+
+  other = str(tmp_path / "other")
+  _parts(other, 3.0, 3.0, 3.0, agent_dim=4)[0].save(np.random.default_rng(0))
+  with pytest.raises(checkpoints.CheckpointError, match="other/ckpt-1: not a checkpoint of"):
+    checkpoints.transplant(study, other, "agent")
+  with pytest.raises(ValueError, match="parts: agent, model, replay"):
+    checkpoints.transplant(study, donor, "critic")
+  with pytest.raises(checkpoints.CheckpointError, match="no checkpoint"):
+    checkpoints.transplant(study, str(tmp_path / "nothing"), "agent")

@@ -698,3 +698,5 @@ def test_relabel_study_runs_variants_from_one_checkpoint_and_resumes(smoke_run_s
   assert "task 2 ..." not in again.stdout and again.stdout.count("\n") == 3  # header + 2 rows
   bad = _run(args[:3] + ["--variants=nope"], check=False)
   assert bad.returncode == 2 and "variants: base, release," in bad.stderr
+  bad = _run(args[:3] + [f"--transplant=critic:{run_dir}"], check=False)
+  assert bad.returncode == 2 and "PART one of agent, model, replay" in bad.stderr

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from mier_tf import files
 from mier_tf import logs
+from mier_tf.replay import base as replay_base
 from mier_tf.errors import CheckpointError  # re-exported: the one checkpoint error
 
 
@@ -111,3 +112,72 @@ class RunCheckpointer:
     self.tables.restore(os.path.join(self.directory, f"replay_{number}"))
     logging.info("Restored %s", latest)
     return True
+
+
+# What `transplant` moves between two checkpoints of one config: the TF variables under these
+# top-level names, or (for "replay") the replay tables' arrays.
+TRANSPLANT_PARTS = {"agent": ("agent",), "model": ("model", "model_optimizer"), "replay": ()}
+
+
+def _latest(directory: str) -> str:
+  latest = tf.train.latest_checkpoint(directory)
+  if latest is None:
+    raise CheckpointError(f"{directory}: no checkpoint")
+  return latest
+
+
+def _replace_by(source: str, dest: str) -> None:
+  """dest becomes a copy of source, by a rename: a hard link at dest (a study's copy of a
+  run) is replaced, never written through."""
+  shutil.copyfile(source, dest + ".transplant")
+  os.replace(dest + ".transplant", dest)
+
+
+def transplant(directory: str, donor: str, part: str) -> str:
+  """Gives the latest checkpoint in `directory` (a run's checkpoints/) the donor's `part`.
+
+  For studies that ask which part of a checkpoint decides a result: the agent (actor,
+  critics, temperature, their optimisers), the model (with its optimiser) or the replay
+  arrays of `donor`'s latest checkpoint (another run or milestone of the same config)
+  replace this checkpoint's; everything else stays. Files are replaced by renames, so a
+  hard-linked copy of a run can be transplanted without touching the run.
+
+  Returns: a line saying what moved. Raises CheckpointError if either checkpoint is missing
+  or they are not of one config (other variables, shapes or tables).
+  """
+  if part not in TRANSPLANT_PARTS:
+    raise ValueError(f"unknown part {part!r}; parts: {', '.join(TRANSPLANT_PARTS)}")
+  target, source = _latest(directory), _latest(donor)
+  if part == "replay":
+    here = latest_replay(directory, target)
+    there = latest_replay(donor, source)
+    names = sorted(n for n in os.listdir(here) if n.endswith(".npz"))
+    if names != sorted(n for n in os.listdir(there) if n.endswith(".npz")):
+      raise CheckpointError(f"{there}: not the tables of {here} (another config?)")
+    for name in names:
+      _replace_by(os.path.join(there, name), os.path.join(here, name))
+    return f"{here}: {len(names)} replay tables from {there}"
+  mine, theirs = tf.train.load_checkpoint(target), tf.train.load_checkpoint(source)
+  shapes = mine.get_variable_to_shape_map()
+  if shapes != theirs.get_variable_to_shape_map():
+    raise CheckpointError(f"{source}: not a checkpoint of {target}'s config (other variables "
+                          "or shapes)")
+  names, dtypes = sorted(shapes), mine.get_variable_to_dtype_map()
+  moved = [n for n in names if n.split("/")[0] in TRANSPLANT_PARTS[part]]
+  tensors = [tf.constant((theirs if n in moved else mine).get_tensor(n), dtype=dtypes[n])
+             for n in names]
+  staging = target + ".transplant"
+  tf.raw_ops.SaveV2(prefix=staging, tensor_names=names, shape_and_slices=[""] * len(names),
+                    tensors=tensors)
+  for suffix in (".data-00000-of-00001", ".index"):  # TF reads the index first
+    os.replace(staging + suffix, target + suffix)
+  return f"{target}: {len(moved)} of {len(names)} tensors ({part}) from {source}"
+
+
+def latest_replay(directory: str, checkpoint: str) -> str:
+  """The replay arrays' folder of TF checkpoint `checkpoint` (a path in `directory`)."""
+  number = int(re.search(r"ckpt-(\d+)$", checkpoint).group(1))
+  folder = replay_base.latest_checkpoint(os.path.join(directory, f"replay_{number}"))
+  if folder is None:
+    raise CheckpointError(f"{directory}/replay_{number}: no replay checkpoint")
+  return folder
