@@ -6,9 +6,15 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
-import pytest
-import tensorflow as tf
+# Three xdist workers share two cores (pytest.ini), and most tests start TensorFlow processes
+# of their own: one intra-op thread each instead of a pool per process as wide as the machine
+# (set before TensorFlow is imported here; the subprocesses inherit it). `make test` beside
+# the campaign on the 2-core AMD EPYC: 9 min 41 s against 10 min 39 s, 73 CPU-seconds less.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
