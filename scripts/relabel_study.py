@@ -58,6 +58,9 @@ VARIANTS = {
                   ["EvalProtocol.adapt_steps = 2000"]),
     "real_half": ("(d) half of every SAC batch from the task's own data (5% today)",
                   ["adapt_ood.real_fraction = 0.5"]),
+    "real_only": ("(d) every SAC batch from the task's own data: no relabeled experience "
+                  "(claim 3; the model is adapted all the same)",
+                  ["adapt_ood.real_fraction = 1.0"]),
     "updates_x4": ("(d) four times the SAC updates", ["adapt_ood.updates_per_step = 8"]),
     "critic_reset": ("(d) the policy trained from freshly initialised critics (the "
                      "meta-trained actor kept)", ["adapt_ood.reset_critic = True"]),
