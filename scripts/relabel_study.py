@@ -58,12 +58,16 @@ VARIANTS = {
                   ["EvalProtocol.adapt_steps = 2000"]),
     "real_half": ("(d) half of every SAC batch from the task's own data (5% today)",
                   ["adapt_ood.real_fraction = 0.5"]),
+    "no_stop": ("(b) every whole-model step taken: the held-out NLL is measured, never stops",
+                ["adapt_ood.patience = 1000000"]),
     "real_only": ("(d) every SAC batch from the task's own data: no relabeled experience "
                   "(claim 3; the model is adapted all the same)",
                   ["adapt_ood.real_fraction = 1.0"]),
     "updates_x4": ("(d) four times the SAC updates", ["adapt_ood.updates_per_step = 8"]),
     "critic_reset": ("(d) the policy trained from freshly initialised critics (the "
                      "meta-trained actor kept)", ["adapt_ood.reset_critic = True"]),
+    "epochs_1": ("(d) 1 policy epoch instead of 5 (its return is the 5-epoch run's first "
+                 "epoch's: the same draws)", ["adapt_ood.num_epochs = 1"]),
     "epochs_10": ("(d) 10 policy epochs (twice the CPU configs' 5)",
                   ["adapt_ood.num_epochs = 10"]),
 }
