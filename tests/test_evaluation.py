@@ -258,6 +258,10 @@ def test_the_guard_keeps_the_meta_trained_policy_when_relabeling_made_it_worse(r
     meta_actor = NumpyActor.of_agent(run.agent, deterministic=True)
     result = adapt_ood_lib.adapt_ood(run_dir, 5, run=run, num_epochs=1, steps_per_epoch=2,
                                      guard_episodes=1)
+    # The result records what ran: today's settings with this call's three arguments.
+    assert result["settings"] == dict(adapt_ood_lib.algorithm2_settings(), num_epochs=1,
+                                      steps_per_epoch=2, guard_episodes=1)
+    assert result["settings"]["num_epochs"] != adapt_ood_lib.algorithm2_settings()["num_epochs"]
   finally:
     gin.clear_config()
   guard = result["guard"]
@@ -273,3 +277,31 @@ def test_the_guard_keeps_the_meta_trained_policy_when_relabeling_made_it_worse(r
   ctx = np.tile(agent.prior_context(), (4, 1))
   np.testing.assert_allclose(agent.greedy_actor()(np.concatenate([obs, ctx], 1)),
                              meta_actor(np.concatenate([obs, ctx], 1)), atol=1e-5)
+
+
+def test_a_resumed_evaluation_keeps_only_tasks_done_with_todays_settings(run_dir, tmp_path):
+  """An evaluation resumed after its settings changed (the campaign's patience 100 -> 3000)
+  must redo the tasks an earlier evaluation left in results.json, and keep those that the
+  interrupted one finished with the same checkpoint, protocol and settings."""
+  from mier_tf.train import adapt_ood as adapt_ood_lib  # pylint: disable=import-outside-toplevel
+  run = _restored(run_dir)
+  try:
+    gin.parse_config(["adapt_ood.patience = 3000", "adapt_ood.model_steps = 3000"])
+    today = adapt_ood_lib.algorithm2_settings()
+    assert today["patience"] == 3000 and today["model_steps"] == 3000
+    same = {"mier": 1.0, "mier_env_steps": int(run.env_steps.numpy()),
+            "protocol": evaluation.EvalProtocol().describe(), "settings": today}
+    entries = {
+        "0": same,                                                       # done today: kept
+        "1": dict(same, settings=dict(today, patience=100)),             # stale settings
+        "2": {k: v for k, v in same.items() if k != "settings"},         # before settings
+        "3": dict(same, mier_env_steps=same["mier_env_steps"] - 1),      # other checkpoint
+        "4": dict(same, protocol=dict(same["protocol"], episodes=99)),   # other protocol
+        "5": {k: v for k, v in same.items() if k != "mier"},             # MIER-wR only
+    }
+    os.makedirs(tmp_path / "eval")
+    with open(tmp_path / "eval" / "results.json", "w") as f:
+      json.dump({"test_tasks": json.loads(json.dumps(entries))}, f)  # as read back from disk
+    assert adapt_ood_lib.tasks_to_do(str(tmp_path), run, range(7)) == [1, 2, 3, 4, 5, 6]
+  finally:
+    gin.clear_config()

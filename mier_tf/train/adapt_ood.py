@@ -12,6 +12,7 @@ For one test task, starting from the last meta-training checkpoint (read, never 
         SAC steps on batches of 5% D_adapt, 95% relabeled data (policy starts meta-trained)
         evaluate pi(. | s, phi_T) on the new task: the same K protocol episodes (paired)
 """
+import inspect
 import logging
 import os
 from typing import Dict, Optional, Sequence
@@ -190,6 +191,10 @@ def adapt_ood(
      episode), "difference" (MIER - MIER-wR paired: mean, se, verdict), "mier_curve" (mean
      after each epoch), "mier_env_steps" (the checkpoint's), "protocol"}.
   """
+  # What this call runs (every argument but the run's): recorded with the task's result, so
+  # a resumed evaluation redoes a task done under other settings (`tasks_to_do`).
+  arguments = dict(locals())
+  settings = {name: arguments[name] for name in _setting_names()}
   if isinstance(guard_episodes, bool) or not isinstance(guard_episodes, int) or (
       guard_episodes < 0):
     raise ValueError(f"adapt_ood.guard_episodes must be an integer >= 0; got {guard_episodes!r}")
@@ -292,7 +297,7 @@ def adapt_ood(
             "mier_returns": [float(r) for r in mier_returns],
             "difference": evaluation.paired_difference(mier_returns, wr.returns),
             "mier_curve": curve, "mier_env_steps": int(run.env_steps.numpy()),
-            "protocol": evaluator.protocol.describe(),
+            "protocol": evaluator.protocol.describe(), "settings": settings,
             # Rows relabeled, dropped as non-finite, and ended by the family's healthy rule.
             "relabel_stats": relabel.combine_stats(relabel_stats),
             # The model's fit to the task: held-out NLL and the steps each phase took.
@@ -312,6 +317,36 @@ def adapt_ood(
   return result
 
 
+_ADAPT_OOD = adapt_ood  # the function itself, whatever a caller patches in its place
+_RUN_ARGUMENTS = ("root_dir", "task_index", "run")
+
+
+def _setting_names() -> list:
+  return [name for name in inspect.signature(_ADAPT_OOD).parameters
+          if name not in _RUN_ARGUMENTS]
+
+
+def algorithm2_settings() -> dict:
+  """The settings `adapt_ood` runs with today: its defaults under the gin bindings in force
+  (what a task's result records as "settings" when it is called through gin)."""
+  params = inspect.signature(_ADAPT_OOD).parameters
+  settings = {name: params[name].default for name in _setting_names()}
+  settings.update({k: v for k, v in gin.get_bindings(_ADAPT_OOD).items() if k in settings})
+  return settings
+
+
+def tasks_to_do(root_dir: str, run, indices: Sequence[int]) -> list:
+  """The tasks of `indices` that eval/results.json has no MIER result of for this very
+  checkpoint, protocol and Algorithm 2 settings: a resumed evaluation keeps the tasks it
+  finished and never keeps one done under other settings (a stale result)."""
+  done = results_lib.read_results(root_dir)["test_tasks"]
+  wanted = {"mier_env_steps": int(run.env_steps.numpy()),
+            "protocol": evaluation.EvalProtocol().describe(),
+            "settings": algorithm2_settings()}
+  return [i for i in indices if not ("mier" in done.get(str(i), {}) and all(
+      done[str(i)].get(key) == value for key, value in wanted.items()))]
+
+
 @gin.configurable
 def adapt_all_test_tasks(root_dir: str, task_indices: Optional[Sequence[int]] = None,
                          skip_done: bool = False) -> list:
@@ -320,20 +355,15 @@ def adapt_all_test_tasks(root_dir: str, task_indices: Optional[Sequence[int]] = 
   Args:
     root_dir: a meta-training run's directory.
     task_indices: test task indices (default all).
-    skip_done: leave out tasks that eval/results.json already has a MIER return for (a
-      resumed job continues where it was interrupted).
+    skip_done: leave out tasks that eval/results.json already has a MIER result of for this
+      checkpoint, protocol and settings (`tasks_to_do`: a resumed job continues where it
+      was interrupted, a job with other settings redoes every task).
   """
   run = restored_run(root_dir)
   indices = (list(range(len(run.family.test_tasks))) if task_indices is None
              else list(task_indices))
-  if skip_done:  # done: MIER of this very checkpoint and protocol (never a stale one)
-    results = results_lib.read_results(root_dir)
-    done = results["test_tasks"]
-    protocol = evaluation.EvalProtocol().describe()
-    indices = [i for i in indices if not (
-        "mier" in done.get(str(i), {})
-        and done[str(i)].get("mier_env_steps") == int(run.env_steps.numpy())
-        and done[str(i)].get("protocol") == protocol)]
+  if skip_done:
+    indices = tasks_to_do(root_dir, run, indices)
   returns = [adapt_ood(root_dir, i, run=run) for i in indices]
   # MIER in eval/mier/ at the checkpoint's env steps, beside MIER-wR (every task relabeled
   # from this checkpoint, as results.json has them: a resumed job writes them once, at its end).
