@@ -11,7 +11,8 @@ time the campaign starts; a finished one says so and changes nothing. `start` ma
 any number of times: while a supervisor holds RUNS/campaign.lock, it does nothing.
 
 `scripts/campaign.py status` shows each run's family, seed, samples done, ETA, milestones
-kept, and whether its results are committed in docs/results/<config>/s<seed>/.
+kept, and whether its results are committed in docs/results/<config>/s<seed>/ (yes, no, or
+stale: the run here finished with other results).
 """
 import ast
 import dataclasses
@@ -51,6 +52,9 @@ def _runs(configs: Sequence[str], seeds: Sequence[int]) -> List[CampaignRun]:
 CAMPAIGNS: Dict[str, List[CampaignRun]] = {
     "paper": (_runs(["cheetah_vel_hard_paper", "cheetah_negjoints_paper"], [0, 1, 2]) +
               _runs(["ant_dir_ood_paper", "ant_negjoints_paper"], [0, 1, 2])),
+    # The hour-long CPU configs (a sixth of the budget) with today's Algorithm 2, which
+    # `scripts/train.py` runs on the relabeled test tasks at each run's end.
+    "cpu": _runs(["cheetah_vel_hard_cpu", "cheetah_negjoints_cpu"], [0, 1, 2]),
     # Seconds long: what the tests run.
     "smoke": _runs(["smoke"], [0, 1]),
 }
@@ -237,6 +241,12 @@ def evaluation_bindings(run: CampaignRun) -> List[str]:
   return EVALUATION_BINDINGS.get(run.config, [])
 
 
+def evaluated_by_campaign(run: CampaignRun) -> bool:
+  """The campaign evaluates the checkpoints of configs it has bindings for; any other run
+  is evaluated by `scripts/train.py` itself at its end (train_and_adapt.adapt_test_tasks)."""
+  return run.config in EVALUATION_BINDINGS
+
+
 def is_evaluated(run: CampaignRun, checkpoint_dir: str) -> bool:
   """Evaluated with today's EVALUATION_BINDINGS (a change of them evaluates again)."""
   done = _read_json(os.path.join(checkpoint_dir, EVALUATED))
@@ -264,7 +274,8 @@ def pending_jobs(name: str, runs_dir: str, evaluate: bool = True) -> List[Job]:
           if not is_finished(r, runs_dir)]
   if evaluate:
     jobs += [Job("evaluate", r, d, is_optional(r, d, runs_dir))
-             for r in runs for d in checkpoints_of(r, runs_dir) if not is_evaluated(r, d)]
+             for r in runs if evaluated_by_campaign(r)
+             for d in checkpoints_of(r, runs_dir) if not is_evaluated(r, d)]
   return jobs
 
 
@@ -372,6 +383,18 @@ def committed_dir(name: str, run: CampaignRun) -> str:
   return os.path.join(REPO, "docs", "results", run.config, f"s{run.seed}")
 
 
+def committed_state(name: str, run: CampaignRun, runs_dir: str) -> str:
+  """Whether the run's end results are committed: "yes", "no", or "stale" when the run here
+  has finished with results other than the committed ones (an earlier run's, or an earlier
+  Algorithm 2's). A milestone saved before the end does not count."""
+  committed = _read_json(os.path.join(committed_dir(name, run), "eval", "results.json"))
+  if committed is None:
+    return "no"
+  here = (_read_json(os.path.join(runs_dir, run.name, "eval", "results.json"))
+          if is_finished(run, runs_dir) else None)
+  return "stale" if here is not None and here != committed else "yes"
+
+
 def status(name: str, runs_dir: str, now: Optional[float] = None) -> List[dict]:
   """One row per run of the campaign: where it stands (from ROOT/progress.json)."""
   now = time.time() if now is None else now
@@ -390,16 +413,18 @@ def status(name: str, runs_dir: str, now: Optional[float] = None) -> List[dict]:
       state = "started" if updated is None else f"checkpoint {(now - updated) / 60:.0f} min ago"
     else:
       state = "not started"
-    evaluated = sorted(_read_json(os.path.join(d, EVALUATED))["env_steps"]
-                       for d in checkpoints_of(run, runs_dir) if is_evaluated(run, d))
+    if evaluated_by_campaign(run):
+      evaluated = sorted(_read_json(os.path.join(d, EVALUATED))["env_steps"]
+                         for d in checkpoints_of(run, runs_dir) if is_evaluated(run, d))
+    else:  # train.py adapted the test tasks before it marked the run finished
+      evaluated = [progress["env_steps"]] if state == "finished" and progress.get(
+          "env_steps") else []
     rows.append({"run": run.name, "config": run.config, "seed": run.seed, "evaluated": evaluated,
                  "family": progress.get("family"), "env_steps": progress.get("env_steps"),
                  "max_env_steps": progress.get("max_env_steps"), "epoch": epoch,
                  "planned_epochs": planned, "eta_hours": None if eta is None else eta / 3600,
                  "milestones": milestones, "state": state,
-                 # Its end's results (a milestone saved before the end does not count).
-                 "committed": os.path.exists(os.path.join(committed_dir(name, run), "eval",
-                                                          "results.json"))})
+                 "committed": committed_state(name, run, runs_dir)})
   return rows
 
 
@@ -417,7 +442,7 @@ def format_status(name: str, runs_dir: str, rows: List[dict]) -> str:
     ms = ",".join(f"{m // 1000}k" for m in r["milestones"]) or "-"
     ev = ",".join(f"{m // 1000}k" for m in r["evaluated"]) or "-"
     lines.append(f"{r['run']:32} {done:>24} {eta:>6} {ms:>18} {ev:>18}  "
-                 f"{'yes' if r['committed'] else 'no':9}  {r['state']}")
+                 f"{r['committed']:9}  {r['state']}")
   lines.append("ETA: of one run alone on its core, from its last epochs' pace; samples are "
                "meta-training environment steps (the paper's budget: 1.5M, ant_negjoints 2.5M); "
                "evaluated: checkpoints with MIER-wR and MIER (Algorithm 2) done.")

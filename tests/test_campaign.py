@@ -94,7 +94,7 @@ def test_the_script_names_the_campaigns_and_plans_the_commands(tmp_path):
   proc = _script("status", "--campaign=nope", f"--runs_dir={tmp_path}")
   assert proc.returncode == 2
   lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
-  assert len(lines) == 1 and "paper, smoke" in lines[0], proc.stderr
+  assert len(lines) == 1 and "cpu, paper, smoke" in lines[0], proc.stderr
   proc = _script("plan", "--campaign=paper", f"--runs_dir={tmp_path}")
   assert proc.returncode == 0, proc.stderr
   plan = proc.stdout.strip().splitlines()
@@ -169,6 +169,34 @@ def test_jobs_train_first_and_evaluate_milestones_as_they_appear(tmp_path):
   (root0 / campaign.EVALUATING).write_text(json.dumps({"bindings": bindings}))
   assert "--gin_bindings=adapt_all_test_tasks.skip_done = True" in campaign.evaluate_command(
       s0, str(root0))
+
+
+def test_the_cpu_campaign_is_evaluated_by_its_runs_and_stale_commits_are_named(
+    tmp_path, monkeypatch):
+  """The CPU configs adapt their test tasks in train.py (train_and_adapt.adapt_test_tasks):
+  the campaign only trains them. The status names a committed result that is not the
+  finished run's here as stale."""
+  runs = campaign.get_campaign("cpu")
+  assert [r.name for r in runs[:2]] == ["cheetah_vel_hard_cpu_s0", "cheetah_negjoints_cpu_s0"]
+  for run in runs:
+    assert os.path.isfile(os.path.join(REPO, "gin", run.config + ".gin"))
+  root = _fake_run(tmp_path, runs[0], finished=True)
+  (root / "progress.json").write_text(json.dumps({"env_steps": 240_000}))
+  assert [(j.kind, j.run.name) for j in campaign.pending_jobs("cpu", str(tmp_path))] == [
+      ("train", r.name) for r in runs[1:]]
+  committed = tmp_path / "committed"
+  monkeypatch.setattr(campaign, "committed_dir", lambda name, run: str(committed / run.name))
+  row = lambda: campaign.status("cpu", str(tmp_path))[0]
+  assert row()["evaluated"] == [240_000] and row()["committed"] == "no"
+  (committed / runs[0].name / "eval").mkdir(parents=True)
+  (committed / runs[0].name / "eval" / "results.json").write_text('{"test_tasks": {"0": 1}}')
+  assert row()["committed"] == "yes"  # nothing here to compare with: the committed ones
+  (root / "eval").mkdir()
+  (root / "eval" / "results.json").write_text('{"test_tasks": {"0": 2}}')
+  assert row()["committed"] == "stale"
+  (root / "eval" / "results.json").write_text('{"test_tasks": {"0": 1}}')
+  assert row()["committed"] == "yes"
+  assert "stale" not in campaign.format_status("cpu", str(tmp_path), [row()])
 
 
 def test_the_supervisor_evaluates_finished_runs_once(smoke_run_source, tmp_path):
