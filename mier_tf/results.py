@@ -145,6 +145,52 @@ def budget_markdown(table: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def algorithm2_markdown(budget_runs: Dict[str, Dict[int, dict]]) -> Optional[str]:
+  """How Algorithm 2 went on every relabeled task of every evaluated checkpoint: the model's
+  held-out NLL (meta-trained inner loop → context steps → whole-model steps, and the steps
+  taken), the relabeled rewards and next states against the simulator, the guard's choice and
+  MIER − MIER-wR; a summary row per seed and checkpoint first. None if no task recorded its
+  adaptation (results made before Algorithm 2 recorded it)."""
+  fmt = lambda v, f="{:.2f}": "–" if v is None else f.format(v)
+  summary = ["| seed | env steps | tasks | reward corr, min / mean | next-state RMSE, mean "
+             "(max) | whole-model steps | guard kept the relabeled policy | MIER − MIER-wR |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+  rows = ["| seed | env steps | test task | held-out NLL: meta-trained → context → model "
+          "(model steps) | reward corr | reward bias | reward MAE | next-state RMSE | guard "
+          "| MIER − MIER-wR |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  for seed, checkpoints in sorted(budget_runs.items()):
+    for env_steps, result in checkpoints.items():
+      tasks = sorted(((int(i), e) for i, e in result.get("test_tasks", {}).items()
+                      if "mier" in e and "adaptation" in e), key=lambda t: t[0])
+      if not tasks:
+        continue
+      corr, rmse, steps, kept = [], [], [], 0
+      for i, e in tasks:
+        a, err, guard = e["adaptation"], e.get("relabel_error", {}), e.get("guard")
+        corr.append(err.get("reward_corr"))
+        rmse.append(err.get("next_state_rmse"))
+        steps.append(int(a["model_steps"]))
+        kept += bool(guard) and guard["chosen"] == "relabeled"
+        nll = (f"{a['heldout_nll_meta']:.1f} → {a['heldout_nll_context']:.1f} → "
+               f"{a['heldout_nll_model']:.2f} ({int(a['model_steps'])})")
+        rows.append(f"| {seed} | {env_steps:,} | {i} ({e['task']}) | {nll} | "
+                    f"{fmt(err.get('reward_corr'))} | {fmt(err.get('reward_bias'))} | "
+                    f"{fmt(err.get('reward_mae'))} | {fmt(err.get('next_state_rmse'))} | "
+                    f"{guard['chosen'] if guard else 'off'} | {e['mier'] - e['mier_wr']:.1f} |")
+      known = lambda v: [x for x in v if x is not None]
+      c, r = known(corr), known(rmse)
+      gain = np.mean([e["mier"] - e["mier_wr"] for _, e in tasks])
+      summary.append(
+          f"| {seed} | {env_steps:,} | {len(tasks)} | "
+          + (f"{min(c):.2f} / {np.mean(c):.2f}" if c else "–") + " | "
+          + (f"{np.mean(r):.2f} ({max(r):.2f})" if r else "–") + " | "
+          + (f"{min(steps)}" if min(steps) == max(steps) else f"{min(steps)}–{max(steps)}")
+          + f" | {kept} of {len(tasks)} | {gain:.1f} |")
+  if len(summary) == 2:
+    return None
+  return "\n".join(summary + [""] + rows) + "\n"
+
+
 def load_references(family_dir: str) -> Dict[int, dict]:
   """test task index -> its references (FAMILY_DIR/references/task_<i>.json, written by
   `scripts/references.py`); empty if there are none."""

@@ -7,7 +7,9 @@ For each family folder under RESULTS_DIR (one sub-folder per seed, as `scripts/s
 writes them, plus references/ from `scripts/references.py`): the plots of all its seeds
 (`scripts/plot.py`: learning_curves.png, training_losses.png, mier_vs_mier_wr.png with the
 references; for folders whose runs were saved with their scalars), table.md
-(`scripts/results_table.py`: per test task and per seed), and for a campaign's family whose
+(`scripts/results_table.py`: per test task and per seed), algorithm2.md (Algorithm 2 on each
+relabeled task of each evaluated checkpoint: the model's held-out NLL and steps, the relabeled
+rewards and next states against the simulator, the guard), and for a campaign's family whose
 milestones were evaluated, budget.md and mier_vs_budget.png (MIER against MIER-wR as the
 meta-training budget grows). Reads only the saved JSON; needs no checkpoint, event file or
 simulator.
@@ -51,7 +53,11 @@ def main(argv):
       references = results.load_references(family_dir)
       table = results.markdown(results.comparison(runs, references))
       print(files.atomic_write(os.path.join(family_dir, "table.md"), table))
-      budget = results.budget(results.load_budget(family_dir), references)
+      budget_runs = results.load_budget(family_dir)
+      algorithm2 = results.algorithm2_markdown(budget_runs)
+      if algorithm2:
+        print(files.atomic_write(os.path.join(family_dir, "algorithm2.md"), algorithm2))
+      budget = results.budget(budget_runs, references)
       if len(budget["steps"]) > 1:  # a campaign's family: milestones evaluated
         print(files.atomic_write(os.path.join(family_dir, "budget.md"),
                                  results.budget_markdown(budget)))

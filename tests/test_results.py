@@ -137,3 +137,28 @@ def test_mier_against_mier_wr_as_the_budget_grows(tmp_path):
   refs[0]["task"] = "v=0"
   table = results.budget(results.load_budget(root), refs)
   assert (table["oracle_long"], table["oracle_tasks"], table["relabeled_tasks"]) == (-100.0, 1, 2)
+
+
+def test_algorithm2_per_task_and_per_checkpoint(tmp_path):
+  """algorithm2.md: every relabeled task's adaptation, relabeling error and guard, and per
+  seed and checkpoint the smallest and mean correlation, the mean and largest next-state
+  error, the whole-model steps taken and the guard's choices (worked out by hand)."""
+  def entry(wr, mier, corr, rmse, steps, chosen):
+    return {"task": "v=2.5", "mier_wr": wr, "mier": mier,
+            "adaptation": {"heldout_nll_meta": 100.0, "heldout_nll_context": 50.0,
+                           "heldout_nll_model": -2.5, "model_steps": steps},
+            "relabel_error": {"reward_corr": corr, "reward_bias": 0.1, "reward_mae": 0.2,
+                              "next_state_rmse": rmse},
+            "guard": {"chosen": chosen}}
+  end = {"test_tasks": {"0": entry(-500, -400, 0.9, 1.0, 3000, "relabeled"),
+                        "3": entry(-500, -520, 0.7, 3.0, 1200, "meta_trained"),
+                        "6": {"task": "v=2.9", "mier_wr": -510.0}}}  # not relabeled
+  before = {"test_tasks": {"0": {"task": "v=2.5", "mier_wr": -1.0, "mier": 0.0}}}
+  text = results.algorithm2_markdown({"s0": {1000: end}, "s1": {1000: before}})
+  # corr min 0.7, mean 0.8; rmse mean 2.0, max 3.0; steps 1200-3000; 1 of 2 kept;
+  # gain (100 - 20) / 2 = 40.
+  assert "| s0 | 1,000 | 2 | 0.70 / 0.80 | 2.00 (3.00) | 1200–3000 | 1 of 2 | 40.0 |" in text
+  assert ("| s0 | 1,000 | 3 (v=2.5) | 100.0 → 50.0 → -2.50 (1200) | 0.70 | 0.10 | 0.20 | "
+          "3.00 | meta_trained | -20.0 |") in text
+  assert "| s1 |" not in text  # results from before Algorithm 2 recorded its adaptation
+  assert results.algorithm2_markdown({"s1": {1000: before}}) is None
