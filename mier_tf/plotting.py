@@ -207,8 +207,9 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
     axes[1].axhline(0.0, color="grey", lw=0.8)
     axes[1].set_ylabel("MIER minus MIER-wR")
     axes[1].set_xticks(x)
-    axes[1].set_xticklabels([f"{i}\n{results[0].get(str(i), {}).get('task', '')}"
-                             for i in indices], fontsize=8)
+    # "negated=[0, 1, 5]" on two lines: ten of them side by side would overlap.
+    axes[1].set_xticklabels([f"{i}\n" + results[0].get(str(i), {}).get("task", "").replace(
+        "=", "=\n") for i in indices], fontsize=8)
     axes[1].set_xlabel("test task")
     save(fig, "mier_vs_mier_wr.png")
   return written
