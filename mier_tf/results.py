@@ -18,6 +18,7 @@ grows and `budget_markdown` renders it.
 import glob
 import json
 import os
+import re
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -189,6 +190,64 @@ def algorithm2_markdown(budget_runs: Dict[str, Dict[int, dict]]) -> Optional[str
   if len(summary) == 2:
     return None
   return "\n".join(summary + [""] + rows) + "\n"
+
+
+STUDY_SEED_DIR = re.compile(r"^(?P<config>.+)_s(?P<seed>\d+)$")
+
+
+def load_study_seeds(study_dir: str) -> Dict[str, Dict[int, list]]:
+  """config -> meta-training seed -> the rows of `scripts/relabel_study.py` (study.json) for
+  the studies in STUDY_DIR named <config>_s<seed> (one per meta-training run's end)."""
+  studies: Dict[str, Dict[int, list]] = {}
+  for path in sorted(glob.glob(os.path.join(study_dir, "*", "study.json"))):
+    match = STUDY_SEED_DIR.match(os.path.basename(os.path.dirname(path)))
+    if match:
+      studies.setdefault(match["config"], {})[int(match["seed"])] = files.read_json(path)
+  return studies
+
+
+def study_seeds_markdown(seeds: Dict[int, list]) -> str:
+  """Algorithm 2's variants over meta-training seeds (issue #22's table per family): per
+  variant, MIER − MIER-wR averaged over the tasks of each seed, the mean and standard
+  deviation of those seed means, the paired verdicts of every (seed, task), the relabeled
+  rewards' correlation (min–max), the next-state RMSE and held-out NLL (means), the steps
+  taken and the seconds per task. Variants ordered by their mean over seeds, best first."""
+  order = sorted(seeds)
+  variants = sorted({r["variant"] for rows in seeds.values() for r in rows})
+  known = lambda values: [v for v in values if v is not None]
+  lines = ["| variant | MIER − MIER-wR, mean over tasks: "
+           + " / ".join(f"seed {s}" for s in order)
+           + " | over seeds: mean ± sd | won / tie / lost | reward corr, min–max | "
+           "next-state RMSE, mean | held-out NLL after, mean | whole-model steps | s per task |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  table = []
+  for variant in variants:
+    per_seed, group = [], []
+    for seed in order:
+      rows = [r for r in seeds[seed] if r["variant"] == variant]
+      group += rows
+      per_seed.append((np.mean([r["difference"] for r in rows]), len(rows)) if rows else None)
+    means = [m for m, _ in filter(None, per_seed)]
+    full = max(n for _, n in filter(None, per_seed))
+    cells = ["–" if p is None else f"{p[0]:+.1f}" + ("" if p[1] == full else f" ({p[1]} tasks)")
+             for p in per_seed]
+    verdicts = [r["verdict"] for r in group]
+    corr = known(r.get("reward_corr") for r in group)
+    rmse = known(r.get("next_state_rmse") for r in group)
+    nll = known(r.get("nll_model") for r in group)
+    steps = known(r.get("model_steps") for r in group)
+    secs = known(r.get("seconds") for r in group)
+    spread = f" ± {np.std(means, ddof=1):.1f}" if len(means) > 1 else ""
+    table.append((-np.mean(means), (
+        f"| {variant} | {' / '.join(cells)} | {np.mean(means):+.1f}{spread} | "
+        f"{verdicts.count('won')} / {verdicts.count('tie')} / {verdicts.count('lost')} | "
+        + (f"{min(corr):.2f}–{max(corr):.2f}" if corr else "–") + " | "
+        + (f"{np.mean(rmse):.2f}" if rmse else "–") + " | "
+        + (f"{np.mean(nll):.2f}" if nll else "–") + " | "
+        + ((f"{min(steps):.0f}" if min(steps) == max(steps) else
+            f"{min(steps):.0f}–{max(steps):.0f}") if steps else "–") + " | "
+        + (f"{np.mean(secs):.0f}" if secs else "–") + " |")))
+  return "\n".join(lines + [line for _, line in sorted(table)]) + "\n"
 
 
 def load_references(family_dir: str) -> Dict[int, dict]:

@@ -11,7 +11,8 @@ references; for folders whose runs were saved with their scalars), table.md
 relabeled task of each evaluated checkpoint: the model's held-out NLL and steps, the relabeled
 rewards and next states against the simulator, the guard), and for a campaign's family whose
 milestones were evaluated, budget.md and mier_vs_budget.png (MIER against MIER-wR as the
-meta-training budget grows). Reads only the saved JSON; needs no checkpoint, event file or
+meta-training budget grows). Under RESULTS_DIR/relabel_study, <config>.md for the studies of
+`scripts/relabel_study.py` named <config>_s<seed>: Algorithm 2's variants over the seeds. Reads only the saved JSON; needs no checkpoint, event file or
 simulator.
 """
 import glob
@@ -63,6 +64,10 @@ def main(argv):
                                  results.budget_markdown(budget)))
         for path in plotting.plot_budget(family_dir, table=budget):
           print(path)
+    study_dir = os.path.join(FLAGS.results_dir, "relabel_study")
+    for config, seeds in sorted(results.load_study_seeds(study_dir).items()):
+      print(files.atomic_write(os.path.join(study_dir, f"{config}.md"),
+                               results.study_seeds_markdown(seeds)))
 
 
 if __name__ == "__main__":

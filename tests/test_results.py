@@ -162,3 +162,34 @@ def test_algorithm2_per_task_and_per_checkpoint(tmp_path):
           "3.00 | meta_trained | -20.0 |") in text
   assert "| s1 |" not in text  # results from before Algorithm 2 recorded its adaptation
   assert results.algorithm2_markdown({"s1": {1000: before}}) is None
+
+
+def test_study_over_seeds(tmp_path):
+  """relabel_study/<config>.md: a variant's gain averaged over each seed's tasks, the mean
+  and sample standard deviation of those means, verdicts over all (seed, task), correlation
+  range, means and steps (worked out by hand); a seed with fewer tasks is marked; variants
+  best first; a folder not named <config>_s<seed> is not a seed."""
+  def row(variant, task, difference, verdict, corr, steps):
+    return {"variant": variant, "task": task, "difference": difference, "verdict": verdict,
+            "reward_corr": corr, "next_state_rmse": None, "nll_model": -2.0,
+            "model_steps": steps, "seconds": 100.0}
+  studies = {
+      "cfg_s0": [row("base", 0, 10.0, "won", 0.9, 3000), row("base", 9, 30.0, "won", 0.8, 3000),
+                 row("release", 0, -50.0, "lost", 0.2, 100),
+                 row("release", 9, -10.0, "tie", 0.4, 100)],
+      "cfg_s1": [row("base", 0, 50.0, "won", 0.95, 2000), row("base", 9, 70.0, "won", 0.85, 3000),
+                 row("release", 0, 5.0, "tie", -0.3, 100)],
+      "cfg_1175k": [row("base", 0, 999.0, "won", 1.0, 1)]}
+  for name, rows in studies.items():
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "study.json").write_text(json.dumps(rows))
+  loaded = results.load_study_seeds(str(tmp_path))
+  assert list(loaded) == ["cfg"] and sorted(loaded["cfg"]) == [0, 1]
+  text = results.study_seeds_markdown(loaded["cfg"])
+  lines = text.splitlines()
+  # base: seed means 20 and 60 -> mean 40, sd sqrt(((20)^2 + 20^2) / 1) = 28.3.
+  assert lines[2] == ("| base | +20.0 / +60.0 | +40.0 ± 28.3 | 4 / 0 / 0 | 0.80–0.95 | – | "
+                      "-2.00 | 2000–3000 | 100 |")
+  # release: seed means -30 and +5 (one task) -> mean -12.5, sd 24.7.
+  assert lines[3] == ("| release | -30.0 / +5.0 (1 tasks) | -12.5 ± 24.7 | 0 / 2 / 1 | "
+                      "-0.30–0.40 | – | -2.00 | 100 | 100 |")
