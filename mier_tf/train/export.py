@@ -237,12 +237,12 @@ class _AgentExport(tf.Module):
           observation, action, rows(context, tf.shape(observation)[0]))
       return {"next_observation": next_observation, "reward": reward_}
 
-    # The SavedModel signatures: float32, the shapes above.
+    # The SavedModel signatures: float32, the shapes above; attributes, so that they are saved.
+    self.act, self.act_with_noise, self.act_sampled = act, act_with_noise, act_sampled
+    self.prior_context, self.predict = prior_context, predict
     self.functions = {"identify": identify, "act": act, "act_with_noise": act_with_noise,
                        "act_sampled": act_sampled, "prior_context": prior_context,
                        "predict": predict}
-    for name, fn in self.functions.items():
-      setattr(self, name, fn)
 
     identify_specs = (("observation", [obs_dim]), ("action", [act_dim]),
                       ("next_observation", [obs_dim]), ("reward", []))
