@@ -211,14 +211,14 @@ def study_seeds_markdown(seeds: Dict[int, list]) -> str:
   variant, MIER − MIER-wR averaged over the tasks of each seed, the mean and standard
   deviation of those seed means, the paired verdicts of every (seed, task), the relabeled
   rewards' correlation (min–max), the next-state RMSE and held-out NLL (means), the steps
-  taken and the seconds per task. Variants ordered by their mean over seeds, best first."""
+  taken and the seconds per task (wall clock, and CPU seconds where recorded). Variants ordered by their mean over seeds, best first."""
   order = sorted(seeds)
   variants = sorted({r["variant"] for rows in seeds.values() for r in rows})
   known = lambda values: [v for v in values if v is not None]
   lines = ["| variant | MIER − MIER-wR, mean over tasks: "
            + " / ".join(f"seed {s}" for s in order)
            + " | over seeds: mean ± sd | won / tie / lost | reward corr, min–max | "
-           "next-state RMSE, mean | held-out NLL after, mean | whole-model steps | s per task |",
+           "next-state RMSE, mean | held-out NLL after, mean | whole-model steps | s per task (CPU s) |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
   table = []
   for variant in variants:
@@ -237,6 +237,7 @@ def study_seeds_markdown(seeds: Dict[int, list]) -> str:
     nll = known(r.get("nll_model") for r in group)
     steps = known(r.get("model_steps") for r in group)
     secs = known(r.get("seconds") for r in group)
+    cpu = known(r.get("cpu_seconds") for r in group)
     spread = f" ± {np.std(means, ddof=1):.1f}" if len(means) > 1 else ""
     table.append((-np.mean(means), (
         f"| {variant} | {' / '.join(cells)} | {np.mean(means):+.1f}{spread} | "
@@ -246,7 +247,8 @@ def study_seeds_markdown(seeds: Dict[int, list]) -> str:
         + (f"{np.mean(nll):.2f}" if nll else "–") + " | "
         + ((f"{min(steps):.0f}" if min(steps) == max(steps) else
             f"{min(steps):.0f}–{max(steps):.0f}") if steps else "–") + " | "
-        + (f"{np.mean(secs):.0f}" if secs else "–") + " |")))
+        + (f"{np.mean(secs):.0f}" if secs else "–")
+        + (f" ({np.mean(cpu):.0f})" if cpu else "") + " |")))
   return "\n".join(lines + [line for _, line in sorted(table)]) + "\n"
 
 

@@ -14,7 +14,8 @@ DIR/study.json hold one row per (variant, seed, task): the held-out NLL of the t
 (meta-trained inner loop, after the context steps, after the whole-model steps), the steps
 taken, where the context went, the relabeled reward's correlation, bias and MAE and the
 next-state error against the simulator, MIER-wR, MIER, their paired difference, and the
-seconds the task took.
+seconds the task took (wall clock, and the CPU seconds of its process: the fairer measure of
+cost beside other jobs).
 
     python scripts/relabel_study.py --root_dir=RUN --out=DIR --variants=base \
         --transplant=agent:RUN/milestones/step_850000 --tasks=0,9
@@ -25,6 +26,7 @@ config (`mier_tf.train.checkpoints.transplant`; recorded in DIR/study_config.jso
 import csv
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -89,7 +91,7 @@ COLUMNS = ["variant", "seed", "task", "task_parameter", "mier_env_steps",
            "nll_meta", "nll_context", "nll_model", "context_steps", "model_steps",
            "context_moved", "reward_corr", "reward_bias", "reward_mae", "reward_true_std",
            "next_state_rmse", "mier_wr", "mier", "difference", "difference_se", "verdict",
-           "seconds"]
+           "seconds", "cpu_seconds"]
 
 flags.DEFINE_string("root_dir", None, "The meta-training run (or milestone) to start from.")
 flags.DEFINE_string("out", None, "The study's directory.", required=True)
@@ -132,9 +134,9 @@ def _results(dest: str) -> dict:
     return {"test_tasks": {}}
 
 
-def _times(dest: str) -> dict:
+def _times(dest: str, name: str = "seconds.json") -> dict:
   try:
-    with open(os.path.join(dest, "seconds.json")) as f:
+    with open(os.path.join(dest, name)) as f:
       return json.load(f)
   except FileNotFoundError:
     return {}
@@ -145,16 +147,19 @@ def run_task(dest: str, variant: str, seed: int, task: int, bindings) -> None:
              os.path.join(REPO, "scripts", "adapt.py"), f"--root_dir={dest}", f"--task={task}",
              f"--seed={seed}"]
   command += [f"--gin_bindings={b}" for b in ALWAYS + bindings + variant_bindings(variant)]
-  start = time.time()
+  start, usage = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
   with open(os.path.join(dest, "adapt.log"), "a") as log:
     subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-  times = _times(dest)
-  times[str(task)] = time.time() - start
-  with open(os.path.join(dest, "seconds.json"), "w") as f:
-    json.dump(times, f)
+  after = resource.getrusage(resource.RUSAGE_CHILDREN)
+  cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+  for name, value in (("seconds.json", time.time() - start), ("cpu_seconds.json", cpu)):
+    times = _times(dest, name)
+    times[str(task)] = value
+    with open(os.path.join(dest, name), "w") as f:
+      json.dump(times, f)
 
 
-def _row(variant: str, seed: int, task: str, entry: dict, seconds) -> dict:
+def _row(variant: str, seed: int, task: str, entry: dict, seconds, cpu_seconds) -> dict:
   adaptation = entry.get("adaptation", {})
   error = entry.get("relabel_error", {})
   contexts = entry.get("contexts", {})
@@ -173,7 +178,7 @@ def _row(variant: str, seed: int, task: str, entry: dict, seconds) -> dict:
           "next_state_rmse": error.get("next_state_rmse"), "mier_wr": entry["mier_wr"],
           "mier": entry["mier"], "difference": difference["mean"],
           "difference_se": difference["se"], "verdict": difference["verdict"],
-          "seconds": seconds}
+          "seconds": seconds, "cpu_seconds": cpu_seconds}
 
 
 def table(out: str) -> list:
@@ -186,10 +191,11 @@ def table(out: str) -> list:
       if not (name.startswith("s") and name[1:].isdigit()):
         continue
       dest = os.path.join(vdir, name)
-      times = _times(dest)
+      times, cpu_times = _times(dest), _times(dest, "cpu_seconds.json")
       for task, entry in sorted(_results(dest)["test_tasks"].items(), key=lambda x: int(x[0])):
         if "mier" in entry:
-          rows.append(_row(variant, int(name[1:]), task, entry, times.get(task)))
+          rows.append(_row(variant, int(name[1:]), task, entry, times.get(task),
+                           cpu_times.get(task)))
   with open(os.path.join(out, "study.json"), "w") as f:
     json.dump(rows, f, indent=1)
   with open(os.path.join(out, "study.csv"), "w", newline="") as f:
@@ -204,7 +210,7 @@ def table(out: str) -> list:
 def markdown(rows: list) -> str:
   """Per variant over its tasks, then per task: what docs/RESULTS.md shows."""
   lines = ["| variant | tasks | MIER − MIER-wR, mean | won / tie / lost | reward corr, mean | "
-           "next-state RMSE, mean | held-out NLL after | s per task |",
+           "next-state RMSE, mean | held-out NLL after | s per task (CPU s) |",
            "|---|---:|---:|---|---:|---:|---:|---:|"]
   mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
   for variant in sorted({r["variant"] for r in rows}, key=lambda v: -mean(
@@ -216,7 +222,8 @@ def markdown(rows: list) -> str:
         f"| {variant} | {len(group)} | {mean(vals('difference')):+.1f} | "
         f"{verdicts.count('won')} / {verdicts.count('tie')} / {verdicts.count('lost')} | "
         f"{mean(vals('reward_corr')):.2f} | {mean(vals('next_state_rmse')):.2f} | "
-        f"{mean(vals('nll_model')):.2f} | {mean(vals('seconds')):.0f} |")
+        f"{mean(vals('nll_model')):.2f} | {mean(vals('seconds')):.0f} "
+        f"({_fmt(mean(vals('cpu_seconds')) if vals('cpu_seconds') else None, '.0f')}) |")
   lines += ["", "| variant | seed | task | held-out NLL: meta / context / model | steps "
             "(context + model) | reward corr | reward bias | next-state RMSE | MIER-wR | MIER "
             "| MIER − MIER-wR |", "|---|---:|---|---|---|---:|---:|---:|---:|---:|---|"]

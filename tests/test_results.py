@@ -172,7 +172,7 @@ def test_study_over_seeds(tmp_path):
   def row(variant, task, difference, verdict, corr, steps):
     return {"variant": variant, "task": task, "difference": difference, "verdict": verdict,
             "reward_corr": corr, "next_state_rmse": None, "nll_model": -2.0,
-            "model_steps": steps, "seconds": 100.0}
+            "model_steps": steps, "seconds": 100.0, "cpu_seconds": 90.0 if task else None}
   studies = {
       "cfg_s0": [row("base", 0, 10.0, "won", 0.9, 3000), row("base", 9, 30.0, "won", 0.8, 3000),
                  row("release", 0, -50.0, "lost", 0.2, 100),
@@ -189,7 +189,7 @@ def test_study_over_seeds(tmp_path):
   lines = text.splitlines()
   # base: seed means 20 and 60 -> mean 40, sd sqrt(((20)^2 + 20^2) / 1) = 28.3.
   assert lines[2] == ("| base | +20.0 / +60.0 | +40.0 ± 28.3 | 4 / 0 / 0 | 0.80–0.95 | – | "
-                      "-2.00 | 2000–3000 | 100 |")
+                      "-2.00 | 2000–3000 | 100 (90) |")
   # release: seed means -30 and +5 (one task) -> mean -12.5, sd 24.7.
   assert lines[3] == ("| release | -30.0 / +5.0 (1 tasks) | -12.5 ± 24.7 | 0 / 2 / 1 | "
-                      "-0.30–0.40 | – | -2.00 | 100 | 100 |")
+                      "-0.30–0.40 | – | -2.00 | 100 | 100 (90) |")

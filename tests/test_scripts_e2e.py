@@ -691,6 +691,8 @@ def test_relabel_study_runs_variants_from_one_checkpoint_and_resumes(smoke_run_s
   for row in rows.values():
     assert row["difference"] == pytest.approx(row["mier"] - row["mier_wr"], abs=1e-3)
     assert row["seconds"] > 0 and row["reward_corr"] is not None
+    # The task's process used CPU time, and at most its wall time on each of the 2 cores.
+    assert 0 < row["cpu_seconds"] <= 2 * row["seconds"] + 1
   with open(out / "base" / "s0" / "eval" / "results.json") as f:
     entry = json.load(f)["test_tasks"]["2"]
   assert entry["guard"] is None and len(entry["mier_curve"]) == 1
