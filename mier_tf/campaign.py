@@ -268,10 +268,13 @@ def evaluate_command(run: CampaignRun, checkpoint_dir: str) -> List[str]:
 
 
 def pending_jobs(name: str, runs_dir: str, evaluate: bool = True) -> List[Job]:
-  """Every job of the campaign still to do, training jobs in the campaign's order first."""
+  """Every job of the campaign still to do, training jobs first: those whose results are not
+  yet committed in the campaign's order, then the committed ones (on a new machine a rerun
+  of a committed run only checks it, so it waits for the runs that add results)."""
   runs = get_campaign(name)
-  jobs = [Job("train", r, os.path.join(runs_dir, r.name)) for r in runs
-          if not is_finished(r, runs_dir)]
+  trainings = [r for r in runs if not is_finished(r, runs_dir)]
+  trainings.sort(key=lambda r: committed_state(name, r, runs_dir) == "yes")  # stable
+  jobs = [Job("train", r, os.path.join(runs_dir, r.name)) for r in trainings]
   if evaluate:
     jobs += [Job("evaluate", r, d, is_optional(r, d, runs_dir))
              for r in runs if evaluated_by_campaign(r)

@@ -182,8 +182,12 @@ def test_the_cpu_campaign_is_evaluated_by_its_runs_and_stale_commits_are_named(
     assert os.path.isfile(os.path.join(REPO, "gin", run.config + ".gin"))
   root = _fake_run(tmp_path, runs[0], finished=True)
   (root / "progress.json").write_text(json.dumps({"env_steps": 240_000}))
+  # Runs without committed results first, then the committed ones, each in campaign order.
+  committed_runs = [r for r in runs[1:] if campaign.committed_state("cpu", r, str(tmp_path)) == "yes"]
+  assert committed_runs, "the CPU configs' seed-0 and seed-1 results are committed"
   assert [(j.kind, j.run.name) for j in campaign.pending_jobs("cpu", str(tmp_path))] == [
-      ("train", r.name) for r in runs[1:]]
+      ("train", r.name) for r in runs[1:] if r not in committed_runs] + [
+      ("train", r.name) for r in committed_runs]
   committed = tmp_path / "committed"
   monkeypatch.setattr(campaign, "committed_dir", lambda name, run: str(committed / run.name))
   row = lambda: campaign.status("cpu", str(tmp_path))[0]
