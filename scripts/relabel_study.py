@@ -58,6 +58,8 @@ VARIANTS = {
                    ["adapt_ood.model_steps = 1000", "adapt_ood.patience = 50"]),
     "model_3000": ("(b) up to 3,000 whole-model steps (held-out stopping, patience 100)",
                    ["adapt_ood.model_steps = 3000", "adapt_ood.patience = 100"]),
+    "model_10000": ("(b) every one of 10,000 whole-model steps, the best held-out weights kept",
+                    ["adapt_ood.model_steps = 10000", "adapt_ood.patience = 10000"]),
     "data_2000": ("(c) 2,000 adaptation steps of the task instead of 400 (MIER-wR's too)",
                   ["EvalProtocol.adapt_steps = 2000"]),
     "real_half": ("(d) half of every SAC batch from the task's own data (the release: 5%)",
