@@ -46,6 +46,11 @@ def test_config_parses_and_builds_its_family(path):
     # whole-model steps and keep the best held-out weights.
     ("cheetah_vel_medium", "adapt_ood.model_steps", 3000),
     ("cheetah_vel_hard", "adapt_ood.patience", 3000),
+    # ... after 100 context steps at the inner rate, the clip raised to 100 ("Relabeling at
+    # a sixth of the budget").
+    ("cheetah_vel_hard", "adapt_ood.context_steps", 100),
+    ("cheetah_vel_hard", "adapt_ood.fast_steps", 100),
+    ("cheetah_vel_hard", "adapt_ood.context_clip", 100.0),
     ("cheetah_negjoints", "adapt_ood.real_fraction", 0.5),
     ("cheetah_vel", "create_sac_agent.actor_fc_layers", (300, 300, 300)),
     ("quickstart", "MetaTrainingRun.family", "cheetah_vel_hard"),
