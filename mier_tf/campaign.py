@@ -68,10 +68,10 @@ CAMPAIGNS: Dict[str, List[CampaignRun]] = {
 # the guard on. The velocity family takes all 3,000 whole-model steps and keeps the weights
 # of the best held-out NLL (stopping after 100 steps without improvement left the model
 # less fitted, its rewards less correlated and MIER lower: RESULTS.md, "Relabeling you can
-# trust"), after 100 context steps at the inner rate with the clip raised to 100, as
-# gin/cheetah_vel_hard.gin (since 2026-12-04; "Relabeling at a sixth of the budget"): the
-# runs record the settings they were trained with, so the bindings say it); negated joints keeps the release's context-only adaptation and takes half of each
-# SAC batch from the task's own data.
+# trust"), after 100 context steps at the inner rate with the clip raised to 100 as in
+# gin/cheetah_vel_hard.gin since 2026-12-04 ("Relabeling at a sixth of the budget"; bound
+# here too because a run records the settings it was trained with). Negated joints keeps the
+# release's context-only adaptation and takes half of each SAC batch from the task's own data.
 _ALGORITHM_2 = ["adapt_ood.num_epochs = 5", "adapt_ood.steps_per_epoch = 500",
                 "adapt_ood.guard_episodes = 1", "adapt_ood.heldout_fraction = 0.2"]
 EVALUATION_BINDINGS: Dict[str, List[str]] = {
