@@ -62,6 +62,9 @@ VARIANTS = {
                     ["adapt_ood.model_steps = 10000", "adapt_ood.patience = 10000"]),
     "data_2000": ("(c) 2,000 adaptation steps of the task instead of 400 (MIER-wR's too)",
                   ["EvalProtocol.adapt_steps = 2000"]),
+    "data_greedy": ("(c) the 400 adaptation steps collected by the prior-context policy "
+                    "without its exploration noise (MIER-wR's too)",
+                    ["EvalProtocol.adapt_policy = 'deterministic'"]),
     "real_half": ("(d) half of every SAC batch from the task's own data (the release: 5%)",
                   ["adapt_ood.real_fraction = 0.5"]),
     "real_5pct": ("(d) 5% of every SAC batch from the task's own data, the release's share",

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mier_tf.actors import NumpyActor
+from mier_tf import envs
+from mier_tf.actors import FunctionActor, NumpyActor, ZeroActor
 from mier_tf.train import evaluation
 from mier_tf.train import job  # noqa: F401  registers train_and_adapt, as the scripts do
 from mier_tf.train import meta_train
@@ -86,6 +87,39 @@ def test_protocol_draws_depend_on_seed_split_task_and_episode_alone():
   assert draw("test", 3, 1, 2) not in others
   with pytest.raises(ValueError, match="EvalProtocol.episodes must be an integer >= 1"):
     evaluation.EvalProtocol(episodes=0)
+
+
+class _ScriptedAgent(evaluation.EvalAgent):
+  """Exploration: uniform actions from the protocol's generator; deterministic: zeros."""
+
+  def prior_context(self):
+    return np.zeros(5, np.float32)
+
+  def explore_actor(self, rng):
+    return FunctionActor(lambda obs: rng.uniform(-1, 1, (obs.shape[0], 6)))
+
+  def greedy_actor(self):
+    return ZeroActor(6)
+
+
+def test_adaptation_data_come_from_the_policy_the_protocol_names():
+  family = envs.get_task_family("cheetah_vel_hard")
+  data = {}
+  for policy in evaluation.ADAPT_POLICIES:
+    protocol = evaluation.EvalProtocol(adapt_steps=30, adapt_policy=policy)
+    data[policy] = evaluation.Evaluator(family, protocol).adaptation_data(
+        _ScriptedAgent(), "test", 2)
+  assert np.all(data["deterministic"]["action"] == 0.0)
+  assert np.abs(data["stochastic"]["action"]).min() > 0.0
+  # The same start state (seeded by the protocol alone), then different actions.
+  assert np.array_equal(data["deterministic"]["observation"][0],
+                        data["stochastic"]["observation"][0])
+  # Results recorded before the setting existed still match the default protocol.
+  assert "adapt_policy" not in evaluation.EvalProtocol().describe()
+  assert evaluation.EvalProtocol(adapt_policy="deterministic").describe()["adapt_policy"] == (
+      "deterministic")
+  with pytest.raises(ValueError, match="adapt_policy must be one of stochastic, deterministic"):
+    evaluation.EvalProtocol(adapt_policy="greedy")
 
 
 @pytest.mark.long

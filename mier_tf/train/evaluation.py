@@ -3,7 +3,8 @@
 A task's evaluation (`evaluate_task`), for MIER-wR, MIER and standing still alike:
 
   1. adaptation data: `adapt_steps` (N) transitions on the task with the prior context and
-     the stochastic policy (episodes of 200 steps, restarted as they end);
+     the stochastic policy (or, with `adapt_policy = "deterministic"`, the deterministic one;
+     episodes of 200 steps, restarted as they end);
   2. the context the agent acts on (MIER-wR: the meta-trained inner loop on those data;
      MIER: Algorithm 2's context after relabeling, from the same data);
   3. `episodes` (K) deterministic episodes with the deterministic policy on concat(s, context).
@@ -37,6 +38,7 @@ from mier_tf.errors import CheckpointError
 
 SPLITS = {"train": 0, "test": 1}
 _ADAPT, _EPISODE, _GUARD = 0, 1, 2  # what a seed is for
+ADAPT_POLICIES = ("stochastic", "deterministic")  # the first is the default
 
 
 @gin.configurable
@@ -49,22 +51,33 @@ class EvalProtocol:
       400 at test time before relabeling; MIER-wR and MIER share them).
     episodes: K, deterministic evaluation episodes per task (paired between MIER-wR and MIER).
     seed: the protocol's seed; a task's draws depend on (seed, split, task, episode) alone.
+    adapt_policy: which prior-context policy collects the N transitions: "stochastic" (with
+      its exploration noise, the release's) or "deterministic" (issue #22 (c)).
   """
   adapt_steps: int = 400
   episodes: int = 3
   seed: int = 0
+  adapt_policy: str = "stochastic"
 
   def __post_init__(self):
     for name in ("adapt_steps", "episodes"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"EvalProtocol.{name} must be an integer >= 1; got {value!r}")
+    if self.adapt_policy not in ADAPT_POLICIES:
+      raise ValueError(f"EvalProtocol.adapt_policy must be one of {', '.join(ADAPT_POLICIES)}; "
+                       f"got {self.adapt_policy!r}")
 
   def rng(self, split: str, index: int, purpose: int, episode: int = 0) -> np.random.Generator:
     return np.random.default_rng([self.seed, SPLITS[split], int(index), purpose, episode])
 
   def describe(self) -> dict:
-    return dataclasses.asdict(self)
+    """The settings as results record them. `adapt_policy` only when it is not the default,
+    so results recorded before it existed still match the protocol they ran under."""
+    settings = dataclasses.asdict(self)
+    if self.adapt_policy == ADAPT_POLICIES[0]:
+      del settings["adapt_policy"]
+    return settings
 
 
 class EvalAgent:
@@ -189,11 +202,12 @@ class Evaluator:
     return tasks[index]
 
   def adaptation_data(self, agent: EvalAgent, split: str, index: int) -> Dict[str, np.ndarray]:
-    """Step 1: N prior-context transitions of the stochastic policy on the task."""
+    """Step 1: N prior-context transitions of the stochastic (or deterministic) policy."""
     p = self.protocol
+    actor = (agent.explore_actor(p.rng(split, index, _ADAPT, 1))
+             if p.adapt_policy == "stochastic" else agent.greedy_actor())
     data, _ = self._collector(1).collect(
-        [self._task(split, index)], agent.prior_context()[None], p.adapt_steps,
-        agent.explore_actor(p.rng(split, index, _ADAPT, 1)),
+        [self._task(split, index)], agent.prior_context()[None], p.adapt_steps, actor,
         reset_rngs=[p.rng(split, index, _ADAPT, 0)])
     return data[0]
 
