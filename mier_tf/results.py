@@ -209,13 +209,14 @@ def load_study_seeds(study_dir: str) -> Dict[str, Dict[int, list]]:
 def study_seeds_markdown(seeds: Dict[int, list]) -> str:
   """Algorithm 2's variants over meta-training seeds (issue #22's table per family): per
   variant, MIER − MIER-wR averaged over the tasks of each seed, the mean and standard
-  deviation of those seed means, the paired verdicts of every (seed, task), the relabeled
+  deviation of those seed means (a variant run with several Algorithm 2 seeds is named with
+  them, and its seed means are over them too), the paired verdicts of every (seed, task), the relabeled
   rewards' correlation (min–max), the next-state RMSE and held-out NLL (means), the steps
   taken and the seconds per task (wall clock, and CPU seconds where recorded). Variants ordered by their mean over seeds, best first."""
   order = sorted(seeds)
   variants = sorted({r["variant"] for rows in seeds.values() for r in rows})
   known = lambda values: [v for v in values if v is not None]
-  lines = ["| variant | MIER − MIER-wR, mean over tasks: "
+  lines = ["| variant | MIER − MIER-wR, mean over tasks (and Algorithm 2 seeds): "
            + " / ".join(f"seed {s}" for s in order)
            + " | over seeds: mean ± sd | won / tie / lost | reward corr, min–max | "
            "next-state RMSE, mean | held-out NLL after, mean | whole-model steps | s per task (CPU s) |",
@@ -239,8 +240,11 @@ def study_seeds_markdown(seeds: Dict[int, list]) -> str:
     secs = known(r.get("seconds") for r in group)
     cpu = known(r.get("cpu_seconds") for r in group)
     spread = f" ± {np.std(means, ddof=1):.1f}" if len(means) > 1 else ""
+    algorithm2_seeds = sorted({int(r.get("seed", 0)) for r in group})
+    name = variant if algorithm2_seeds == [0] else (
+        f"{variant} (Algorithm 2 seeds {', '.join(map(str, algorithm2_seeds))})")
     table.append((-np.mean(means), (
-        f"| {variant} | {' / '.join(cells)} | {np.mean(means):+.1f}{spread} | "
+        f"| {name} | {' / '.join(cells)} | {np.mean(means):+.1f}{spread} | "
         f"{verdicts.count('won')} / {verdicts.count('tie')} / {verdicts.count('lost')} | "
         + (f"{min(corr):.2f}–{max(corr):.2f}" if corr else "–") + " | "
         + (f"{np.mean(rmse):.2f}" if rmse else "–") + " | "

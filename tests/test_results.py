@@ -178,7 +178,9 @@ def test_study_over_seeds(tmp_path):
                  row("release", 0, -50.0, "lost", 0.2, 100),
                  row("release", 9, -10.0, "tie", 0.4, 100)],
       "cfg_s1": [row("base", 0, 50.0, "won", 0.95, 2000), row("base", 9, 70.0, "won", 0.85, 3000),
-                 row("release", 0, 5.0, "tie", -0.3, 100)],
+                 row("release", 0, 5.0, "tie", -0.3, 100),
+                 dict(row("real", 0, 8.0, "tie", 0.5, 0), seed=0),
+                 dict(row("real", 0, 2.0, "tie", 0.5, 0), seed=1)],
       "cfg_1175k": [row("base", 0, 999.0, "won", 1.0, 1)]}
   for name, rows in studies.items():
     (tmp_path / name).mkdir()
@@ -191,5 +193,8 @@ def test_study_over_seeds(tmp_path):
   assert lines[2] == ("| base | +20.0 / +60.0 | +40.0 ± 28.3 | 4 / 0 / 0 | 0.80–0.95 | – | "
                       "-2.00 | 2000–3000 | 100 (90) |")
   # release: seed means -30 and +5 (one task) -> mean -12.5, sd 24.7.
-  assert lines[3] == ("| release | -30.0 / +5.0 (1 tasks) | -12.5 ± 24.7 | 0 / 2 / 1 | "
+  # real: one task under two Algorithm 2 seeds (8 and 2) -> +5.0, named with its seeds.
+  assert lines[3] == ("| real (Algorithm 2 seeds 0, 1) | – / +5.0 | +5.0 | 0 / 2 / 0 | "
+                      "0.50–0.50 | – | -2.00 | 0 | 100 |")
+  assert lines[4] == ("| release | -30.0 / +5.0 (1 tasks) | -12.5 ± 24.7 | 0 / 2 / 1 | "
                       "-0.30–0.40 | – | -2.00 | 100 | 100 (90) |")
