@@ -4,6 +4,7 @@ rerun from the same meta-trained checkpoint, one variable changed at a time.
     python scripts/relabel_study.py --root_dir=RUN --out=DIR --variants=base,release \\
         --tasks=0,9,18,27 --seeds=0,1,2       # runs what is not done yet (resumable)
     python scripts/relabel_study.py --out=DIR --table   # the table of what is done
+    python scripts/relabel_study.py --out=DIR --table --tasks=0,9,18,27  # of those tasks only
 
 RUN is a meta-training run or one of its milestones (RUN/milestones/step_<n>); it is read,
 never written: each (variant, seed) works in DIR/<variant>/s<seed>/, a copy of RUN's
@@ -101,7 +102,7 @@ COLUMNS = ["variant", "seed", "task", "task_parameter", "mier_env_steps",
 flags.DEFINE_string("root_dir", None, "The meta-training run (or milestone) to start from.")
 flags.DEFINE_string("out", None, "The study's directory.", required=True)
 flags.DEFINE_list("variants", ["base"], f"Of: {', '.join(VARIANTS)}; a+b combines two.")
-flags.DEFINE_list("tasks", ["0"], "Test task indices.")
+flags.DEFINE_list("tasks", ["0"], "Test task indices (with --table: only these tasks' rows).")
 flags.DEFINE_list("seeds", ["0"], "adapt_ood seeds (relabeling and batch draws).")
 flags.DEFINE_multi_string("gin_bindings", [], "Bindings for every variant (e.g. a shorter "
                           "adapt_ood.num_epochs), recorded in DIR/study_config.json.")
@@ -186,7 +187,8 @@ def _row(variant: str, seed: int, task: str, entry: dict, seconds, cpu_seconds) 
           "seconds": seconds, "cpu_seconds": cpu_seconds}
 
 
-def table(out: str) -> list:
+def table(out: str, tasks=None) -> list:
+  """Writes DIR/study.{json,csv,md} from every variant's results (only `tasks`' if given)."""
   rows = []
   for variant in sorted(os.listdir(out)):
     vdir = os.path.join(out, variant)
@@ -198,7 +200,7 @@ def table(out: str) -> list:
       dest = os.path.join(vdir, name)
       times, cpu_times = _times(dest), _times(dest, "cpu_seconds.json")
       for task, entry in sorted(_results(dest)["test_tasks"].items(), key=lambda x: int(x[0])):
-        if "mier" in entry:
+        if "mier" in entry and (tasks is None or int(task) in tasks):
           rows.append(_row(variant, int(name[1:]), task, entry, times.get(task),
                            cpu_times.get(task)))
   with open(os.path.join(out, "study.json"), "w") as f:
@@ -266,7 +268,7 @@ def main(argv):
   with cli.one_line_errors():
     out = os.path.abspath(os.path.expanduser(FLAGS.out))
     if FLAGS.table:
-      print_table(table(out))
+      print_table(table(out, [int(t) for t in FLAGS.tasks] if FLAGS["tasks"].present else None))
       return 0
     unknown = [v for v in FLAGS.variants if not known(v)]
     if unknown:

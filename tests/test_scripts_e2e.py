@@ -698,6 +698,11 @@ def test_relabel_study_runs_variants_from_one_checkpoint_and_resumes(smoke_run_s
   assert entry["guard"] is None and len(entry["mier_curve"]) == 1
   again = _run(args)
   assert "task 2 ..." not in again.stdout and again.stdout.count("\n") == 3  # header + 2 rows
+  # --table --tasks: the table of those tasks alone (task 5 was not run; task 2 was).
+  for tasks, count in (("--tasks=5", 0), ("--tasks=2,5", 2)):
+    _run(["scripts/relabel_study.py", f"--out={out}", "--table", tasks])
+    with open(out / "study.json") as f:
+      assert len(json.load(f)) == count
   bad = _run(args[:3] + ["--variants=nope"], check=False)
   assert bad.returncode == 2 and "variants: base, release," in bad.stderr
   bad = _run(args[:3] + [f"--transplant=critic:{run_dir}"], check=False)
