@@ -210,9 +210,10 @@ def study_seeds_markdown(seeds: Dict[int, list]) -> str:
   """Algorithm 2's variants over meta-training seeds (issue #22's table per family): per
   variant, MIER − MIER-wR averaged over the tasks of each seed, the mean and standard
   deviation of those seed means (a variant run with several Algorithm 2 seeds is named with
-  them, and its seed means are over them too), the paired verdicts of every (seed, task), the relabeled
-  rewards' correlation (min–max), the next-state RMSE and held-out NLL (means), the steps
-  taken and the seconds per task (wall clock, and CPU seconds where recorded). Variants ordered by their mean over seeds, best first."""
+  them, and its seed means are over them too), the paired verdicts of every (seed, task),
+  the relabeled rewards' correlation (min–max), the next-state RMSE and held-out NLL
+  (means), the steps taken and the seconds per task (wall clock, and CPU seconds where
+  recorded). Variants ordered by their mean over seeds, best first."""
   order = sorted(seeds)
   variants = sorted({r["variant"] for rows in seeds.values() for r in rows})
   known = lambda values: [v for v in values if v is not None]
