@@ -100,6 +100,8 @@ def test_the_script_names_the_campaigns_and_plans_the_commands(tmp_path):
   plan = proc.stdout.strip().splitlines()
   assert len(plan) == 12 and plan[0].startswith("cheetah_vel_hard_paper_s0: ")
   assert f"--root_dir={tmp_path / 'ant_negjoints_paper_s2'}" in plan[-1]
+  order = [line.split(":")[0] for line in plan]  # one seed of each ant family before the 3rd
+  assert order.index("ant_negjoints_paper_s0") < order.index("cheetah_negjoints_paper_s2")
   for line in plan:  # every config the campaign names exists
     gin_file = line.split("--gin_file=")[1].split()[0]
     assert os.path.isfile(gin_file), gin_file
