@@ -234,6 +234,10 @@ def plot_budget(family_dir: str, out_dir: Optional[str] = None,
   fig, axes = plt.subplots(2, 1, figsize=(6.5, 6.5), sharex=True,
                            gridspec_kw={"height_ratios": [2, 1]})
   seeds = sorted({r["seed"] for r in table["rows"]})
+  # Seeds evaluated with different context steps are averaged apart (`results.budget`): one
+  # mean line per count, the latest (most) solid.
+  counts = sorted({s["context_steps"] for s in table["steps"]},
+                  key=lambda c: -1 if c is None else c, reverse=True)
 
   def seeds_and_mean(ax, key, color, label=None):
     """Each seed thin, their mean thick with markers."""
@@ -241,12 +245,17 @@ def plot_budget(family_dir: str, out_dir: Optional[str] = None,
       rows = [r for r in table["rows"] if r["seed"] == seed]
       ax.plot([r["env_steps"] for r in rows], [r[key] for r in rows], color=color,
               alpha=0.35, lw=1, marker=".")
-    ax.plot([s["env_steps"] for s in table["steps"]], [np.mean(s[key]) for s in table["steps"]],
-            color=color, lw=2.2, marker="o", label=label)
+    for k, count in enumerate(counts):
+      at = [s for s in table["steps"] if s["context_steps"] == count]
+      n = len({seed for s in at for seed in s["seeds"]})
+      text = None if label is None else (
+          f"{label} (mean of {n} seed{'s' * (n > 1)}"
+          + (f", {count} context steps" if len(counts) > 1 else "") + "; thin: each)")
+      ax.plot([s["env_steps"] for s in at], [np.mean(s[key]) for s in at], color=color,
+              lw=2.2, marker="os"[min(k, 1)], ls="-" if k == 0 else "--", label=text)
 
   for key, name, color in (("mier_wr", "MIER-wR", "tab:blue"), ("mier", "MIER", "tab:orange")):
-    seeds_and_mean(axes[0], key, color,
-                   f"{name} (mean of {len(seeds)} seed{'s' * (len(seeds) > 1)}; thin: each)")
+    seeds_and_mean(axes[0], key, color, name)
   still = np.mean([np.mean(s["standing_still"]) for s in table["steps"]])
   axes[0].axhline(still, color="grey", ls="--", lw=1, label="standing still")
   if table["oracle_long"] is not None:

@@ -105,14 +105,19 @@ def budget(budget_runs: Dict[str, Dict[int, dict]],
       wr = np.array([e["mier_wr"] for e in tasks.values()])
       mier = np.array([e["mier"] for e in tasks.values()])
       rows.append({"seed": seed, "env_steps": env_steps, "tasks": len(tasks),
+                   "context_steps": context_steps(tasks.values()),
                    "standing_still": float(np.mean([e["standing_still"]
                                                     for e in tasks.values()])),
                    "mier_wr": float(wr.mean()), "mier": float(mier.mean()),
                    "gain": float((mier - wr).mean()), "wins": int((mier > wr).sum())})
   steps = []
-  for env_steps in sorted({r["env_steps"] for r in rows}):
-    at = [r for r in rows if r["env_steps"] == env_steps]
-    steps.append({"env_steps": env_steps, "seeds": [r["seed"] for r in at],
+  # Seeds are averaged only where Algorithm 2 took the same context steps (a campaign's
+  # bindings can change between seeds; a seed whose checkpoints are gone keeps its own).
+  for env_steps, context in sorted({(r["env_steps"], r["context_steps"]) for r in rows},
+                                   key=lambda k: (k[0], -1 if k[1] is None else k[1])):
+    at = [r for r in rows if (r["env_steps"], r["context_steps"]) == (env_steps, context)]
+    steps.append({"env_steps": env_steps, "context_steps": context,
+                  "seeds": [r["seed"] for r in at],
                   **{k: [r[k] for r in at] for k in ("standing_still", "mier_wr", "mier",
                                                      "gain", "wins", "tasks")}})
   longs = []
@@ -125,23 +130,38 @@ def budget(budget_runs: Dict[str, Dict[int, dict]],
           "oracle_tasks": len(longs), "relabeled_tasks": len(relabeled)}
 
 
+def context_steps(entries) -> Optional[int]:
+  """The context steps Algorithm 2 took on these relabeled tasks (the most of any), None
+  where no task recorded its adaptation."""
+  taken = [e["adaptation"]["context_steps"] for e in entries
+           if "context_steps" in e.get("adaptation", {})]
+  return int(max(taken)) if taken else None
+
+
 def budget_markdown(table: dict) -> str:
   """One row per evaluated checkpoint (mean ± std over the seeds evaluated there), then one
-  per seed and checkpoint."""
-  lines = ["| env steps | seeds | standing still | MIER-wR | MIER | MIER − MIER-wR "
-           "| tasks where MIER > MIER-wR |", "| --- | --- | --- | --- | --- | --- | --- |"]
+  per seed and checkpoint. Where seeds were evaluated with different context steps, a column
+  names them and each checkpoint has a row per count."""
+  mixed = len({r["context_steps"] for r in table["rows"]}) > 1
+  context = lambda x: (" | –" if x["context_steps"] is None
+                       else f" | {x['context_steps']}") if mixed else ""
+  head = " | context steps" if mixed else ""
+  lines = [f"| env steps{head} | seeds | standing still | MIER-wR | MIER | MIER − MIER-wR "
+           "| tasks where MIER > MIER-wR |", "| --- " * (7 + mixed) + "|"]
   for s in table["steps"]:
-    lines.append(f"| {s['env_steps']:,} | {len(s['seeds'])} | {np.mean(s['standing_still']):.1f} "
+    lines.append(f"| {s['env_steps']:,}{context(s)} | {len(s['seeds'])} | "
+                 f"{np.mean(s['standing_still']):.1f} "
                  f"| {_mean_std(s['mier_wr'])} | {_mean_std(s['mier'])} | {_mean_std(s['gain'])} "
                  f"| {sum(s['wins'])} of {sum(s['tasks'])} |")
   if table["oracle_long"] is not None:
     lines += ["", f"Oracle (SAC from scratch, 50k steps on each task), mean over "
               f"{table['oracle_tasks']} of the {table['relabeled_tasks']} relabeled tasks: "
               f"{table['oracle_long']:.1f}."]
-  lines += ["", "| seed | env steps | tasks | MIER-wR | MIER | MIER − MIER-wR | won |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+  lines += ["", f"| seed | env steps{head} | tasks | MIER-wR | MIER | MIER − MIER-wR | won |",
+            "| --- " * (7 + mixed) + "|"]
   for r in table["rows"]:
-    lines.append(f"| {r['seed']} | {r['env_steps']:,} | {r['tasks']} | {r['mier_wr']:.1f} | "
+    lines.append(f"| {r['seed']} | {r['env_steps']:,}{context(r)} | {r['tasks']} | "
+                 f"{r['mier_wr']:.1f} | "
                  f"{r['mier']:.1f} | {r['gain']:.1f} | {r['wins']} of {r['tasks']} |")
   return "\n".join(lines) + "\n"
 

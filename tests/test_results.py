@@ -1,9 +1,11 @@
 """mier_tf.results: the MIER against MIER-wR tables, on results worked out by hand."""
 import json
 import os
+import shutil
 
 import pytest
 
+from mier_tf import plotting
 from mier_tf import results
 
 
@@ -137,6 +139,51 @@ def test_mier_against_mier_wr_as_the_budget_grows(tmp_path):
   refs[0]["task"] = "v=0"
   table = results.budget(results.load_budget(root), refs)
   assert (table["oracle_long"], table["oracle_tasks"], table["relabeled_tasks"]) == (-100.0, 1, 2)
+
+
+def test_seeds_evaluated_with_other_context_steps_are_not_averaged(tmp_path):
+  """A campaign's bindings can change between seeds (a seed whose checkpoints are gone keeps
+  the evaluation of its day): seeds are averaged only where they took the same context
+  steps, and the tables then name the count."""
+  root = str(tmp_path)
+  for seed, count in (("s0", 10), ("s1", 100), ("s2", 100)):
+    _write(root, seed, {0: (-500, -400, -300)}, 0.9)  # at 1,000 steps
+    path = os.path.join(root, seed, "eval", "results.json")
+    with open(path) as f:
+      end = json.load(f)
+    end["test_tasks"]["0"].update(adaptation={"context_steps": count}, protocol={"seed": 0})
+    with open(path, "w") as f:
+      json.dump(end, f)
+  path = os.path.join(root, "s2", "eval", "results.json")
+  with open(path) as f:
+    end = json.load(f)
+  end["test_tasks"]["0"]["mier"] = -200
+  with open(path, "w") as f:
+    json.dump(end, f)
+  table = results.budget(results.load_budget(root))
+  assert [(s["env_steps"], s["context_steps"], s["seeds"]) for s in table["steps"]] == [
+      (1000, 10, ["s0"]), (1000, 100, ["s1", "s2"])]
+  text = results.budget_markdown(table)
+  # s1 and s2: MIER (-300 - 200) / 2 = -250, gain (100 + 200) / 2 = 150 ± 50.
+  assert "| 1,000 | 100 | 2 | -500.0 | -400.0 ± 0.0 | -250.0 ± 50.0 | 150.0 ± 50.0 | 2 of 2 |" \
+      in text
+  assert "| 1,000 | 10 | 1 | -500.0 | -400.0 | -300.0 | 100.0 | 1 of 1 |" in text
+  assert "| s2 | 1,000 | 100 | 1 | -400.0 | -200.0 | 200.0 | 1 of 1 |" in text
+  assert text.splitlines()[0].startswith("| env steps | context steps | seeds |")
+  _milestone(root, "s1", 500, {0: (-450, -420)})  # no adaptation recorded: a count of its own
+  table = results.budget(results.load_budget(root))
+  assert [(s["env_steps"], s["context_steps"]) for s in table["steps"]] == [
+      (500, None), (1000, 10), (1000, 100)]
+  assert "| s1 | 500 | – | 1 | -450.0 | -420.0 | 30.0 | 1 of 1 |" in results.budget_markdown(
+      table)
+  assert [os.path.basename(p) for p in plotting.plot_budget(root, table=table)] == [
+      "mier_vs_budget.png"]
+  shutil.rmtree(os.path.join(root, "s1", results.MILESTONES))
+  # One count: no column (the table of test_mier_against_mier_wr_as_the_budget_grows).
+  shutil.rmtree(os.path.join(root, "s0"))
+  text = results.budget_markdown(results.budget(results.load_budget(root)))
+  assert "context steps" not in text and "| 1,000 | 2 | -500.0 |" in text
+  assert plotting.plot_budget(root) == []  # one checkpoint: no figure
 
 
 def test_algorithm2_per_task_and_per_checkpoint(tmp_path):
