@@ -52,6 +52,10 @@ VARIANTS = {
                     "context may leave the training range",
                     ["adapt_ood.context_steps = 100", "adapt_ood.fast_steps = 100",
                      "adapt_ood.context_clip = 100.0", "adapt_ood.patience = 20"]),
+    "context_10": ("(a) the release's 10 context steps (2 at the inner rate, then a tenth), "
+                   "the inner loop's gradient clip: what the 100 of today's cheetah_vel_hard "
+                   "replaced", ["adapt_ood.context_steps = 10", "adapt_ood.fast_steps = 2",
+                                "adapt_ood.context_clip = None"]),
     "context_only": ("(b) no whole-model steps", ["adapt_ood.model_steps = 0"]),
     "model_100": ("(b) 100 whole-model steps, the release's count (with `release`: all "
                   "taken, on all of the task's data)", ["adapt_ood.model_steps = 100"]),
