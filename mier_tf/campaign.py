@@ -78,9 +78,9 @@ CAMPAIGNS: Dict[str, List[CampaignRun]] = {
 # paper-budget seed 2 they put MIER 81 lower than 10 steps at 850k samples and 40 higher at
 # 1,175k (10 tasks each; RESULTS.md, "Context steps at the paper's budget"), and seeds 0 and
 # 1 were evaluated with 10; 100 was the campaign's setting on 2026-12-04 only until 18:20.
-# Bound explicitly because a run
-# records the settings it was trained with. Negated joints keeps the release's context-only
-# adaptation and takes half of each SAC batch from the task's own data.
+# Bound explicitly because a run records the settings it was trained with. Negated joints
+# keeps the release's context-only adaptation and takes half of each SAC batch from the
+# task's own data.
 _ALGORITHM_2 = ["adapt_ood.num_epochs = 5", "adapt_ood.steps_per_epoch = 500",
                 "adapt_ood.guard_episodes = 1", "adapt_ood.heldout_fraction = 0.2"]
 EVALUATION_BINDINGS: Dict[str, List[str]] = {
