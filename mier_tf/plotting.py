@@ -215,6 +215,14 @@ def plot_runs(root_dirs: Sequence[str], out_dir: str) -> List[str]:
   return written
 
 
+def mean_points(table: dict, key: str, count) -> List[tuple]:
+  """(env steps, mean over seeds, seeds there, seeds of the line) per checkpoint of
+  `results.budget`'s table evaluated with `count` context steps."""
+  at = [s for s in table["steps"] if s["context_steps"] == count]
+  n = len({seed for s in at for seed in s["seeds"]})
+  return [(s["env_steps"], float(np.mean(s[key])), len(s["seeds"]), n) for s in at]
+
+
 def plot_budget(family_dir: str, out_dir: Optional[str] = None,
                 table: Optional[dict] = None) -> List[str]:
   """mier_vs_budget.png: MIER and MIER-wR (means over the relabeled test tasks) at each
@@ -240,19 +248,29 @@ def plot_budget(family_dir: str, out_dir: Optional[str] = None,
                   key=lambda c: -1 if c is None else c, reverse=True)
 
   def seeds_and_mean(ax, key, color, label=None):
-    """Each seed thin, their mean thick with markers."""
+    """Each seed thin, their mean thick with markers: hollow, and the seeds counted, where
+    fewer seeds than the line's were evaluated (a milestone evaluated later in some)."""
     for seed in seeds:
       rows = [r for r in table["rows"] if r["seed"] == seed]
       ax.plot([r["env_steps"] for r in rows], [r[key] for r in rows], color=color,
               alpha=0.35, lw=1, marker=".")
     for k, count in enumerate(counts):
-      at = [s for s in table["steps"] if s["context_steps"] == count]
-      n = len({seed for s in at for seed in s["seeds"]})
+      points = mean_points(table, key, count)
+      n = max(p[3] for p in points)
+      partial = any(p[2] < n for p in points)
       text = None if label is None else (
           f"{label} (mean of {n} seed{'s' * (n > 1)}"
-          + (f", {count} context steps" if len(counts) > 1 else "") + "; thin: each)")
-      ax.plot([s["env_steps"] for s in at], [np.mean(s[key]) for s in at], color=color,
-              lw=2.2, marker="os"[min(k, 1)], ls="-" if k == 0 else "--", label=text)
+          + (f", {count} context steps" if len(counts) > 1 else "")
+          + ("; hollow: fewer" if partial else "") + "; thin: each)")
+      marker = "os"[min(k, 1)]
+      ax.plot([p[0] for p in points], [p[1] for p in points], color=color, lw=2.2,
+              ls="-" if k == 0 else "--", label=text, marker=marker,
+              markevery=[i for i, p in enumerate(points) if p[2] == n])
+      for x, y, m, _ in points:
+        if m < n:
+          ax.plot([x], [y], color=color, marker=marker, mfc="white", mew=1.5, ls="")
+          ax.annotate(f"{m} seed{'s' * (m > 1)}", (x, y), textcoords="offset points",
+                      xytext=(6, -10), fontsize=7, color=color)
 
   for key, name, color in (("mier_wr", "MIER-wR", "tab:blue"), ("mier", "MIER", "tab:orange")):
     seeds_and_mean(axes[0], key, color, name)

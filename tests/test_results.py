@@ -132,6 +132,12 @@ def test_mier_against_mier_wr_as_the_budget_grows(tmp_path):
   assert "| 250 | 1 | -500.0 | -490.0 | -495.0 | -5.0 | 0 of 1 |" in text
   assert "| s0 | 1,000 | 2 | -425.0 | -380.0 | 45.0 | 1 of 2 |" in text
   assert "oracle" not in text.lower()
+  # The figure's mean line: gains (-5), (30 + 20) / 2 and at 1,000 (s0 45, s1 10: the
+  # ends' (-400 + 300 ... ) as the table above); 250 has one seed of the line's two.
+  points = plotting.mean_points(table, "gain", None)
+  assert [(x, m, n) for x, _, m, n in points] == [(250, 1, 2), (500, 2, 2), (1000, 2, 2)]
+  assert points[0][1] == -5.0 and points[1][1] == 25.0
+  assert plotting.plot_budget(root, table=table)
   # References of another task under the same index are refused, not averaged in.
   refs = {0: {"task": "v=7", "oracle_long": {"returns": {"50000": -100.0}}}}
   with pytest.raises(ValueError, match="task_0.json is of task 'v=7'.*test task 0 is 'v=0'"):
