@@ -57,8 +57,8 @@ def combine_stats(stats: Iterable[Dict[str, float]]) -> Dict[str, float]:
 
 def relabel_transitions(model, actor_network, context: tf.Tensor, batch: Dict[str, np.ndarray],
                         mode: str = "policy_actions", seed: int = 0,
-                        chunk: int = 100_000, termination: Any = _UNSET
-                        ) -> RelabeledTransitions:
+                        chunk: int = 100_000, termination: Any = _UNSET,
+                        policy_context: Optional[tf.Tensor] = None) -> RelabeledTransitions:
   """Relabels stored transitions as transitions of the task whose context is `context`.
 
   Args:
@@ -74,6 +74,8 @@ def relabel_transitions(model, actor_network, context: tf.Tensor, batch: Dict[st
       object whose `terminated(next_obs [N, d])` is bool [N]), or None for a family whose
       episodes never terminate. In "policy_actions" mode a row whose predicted next state
       it calls terminal gets discount 0. Left out: no row terminates, and a warning says so.
+    policy_context: the context the policy acts on in "policy_actions" mode, when it is
+      not the model's (`adapt_ood.policy_context`); None: `context`.
 
   Returns:
     A `RelabeledTransitions`: flat arrays with observation, action, reward,
@@ -91,13 +93,16 @@ def relabel_transitions(model, actor_network, context: tf.Tensor, batch: Dict[st
                       "ends its episode; pass termination=family.termination (None for a "
                       "family that never terminates).")
   context = tf.convert_to_tensor(context, tf.float32)
+  policy_context = (context if policy_context is None
+                    else tf.convert_to_tensor(policy_context, tf.float32))
   outputs = []
   n = batch["observation"].shape[0]
   for i, start in enumerate(range(0, n, chunk)):
     part = {k: tf.convert_to_tensor(v[start:start + chunk]) for k, v in batch.items()}
     seeds = tf.constant([seed, i], tf.int32)
     outputs.append({k: v.numpy() for k, v in _relabel_chunk(
-        model, actor_network, context, part, mode == "policy_actions", seeds).items()})
+        model, actor_network, context, policy_context, part, mode == "policy_actions",
+        seeds).items()})
   out = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
   if mode == "policy_actions" and termination is not None:
     terminated = np.asarray(termination.terminated(out["next_observation"]), bool)
@@ -157,12 +162,14 @@ def relabel_error(env, relabeled: Dict[str, np.ndarray], rows: int = 500,
 
 
 @tf.function(reduce_retracing=True)
-def _relabel_chunk(model, actor_network, context, batch, policy_actions: bool, seeds):
+def _relabel_chunk(model, actor_network, context, policy_context, batch, policy_actions: bool,
+                   seeds):
   obs = batch["observation"]
   rows = tf.shape(obs)[0]
   tiled = tf.tile(context[None], tf.stack([rows, 1]))
   if policy_actions:
-    distribution, _ = actor_network(tf.concat([obs, tiled], -1), step_type=(),
+    policy_tiled = tf.tile(policy_context[None], tf.stack([rows, 1]))
+    distribution, _ = actor_network(tf.concat([obs, policy_tiled], -1), step_type=(),
                                     network_state=(), training=False)
     action = distribution.sample(seed=seeds)
   else:

@@ -56,6 +56,9 @@ VARIANTS = {
                    "the inner loop's gradient clip: what the 100 of today's cheetah_vel_hard "
                    "replaced", ["adapt_ood.context_steps = 10", "adapt_ood.fast_steps = 2",
                                 "adapt_ood.context_clip = None"]),
+    "policy_wr": ("(a) the policy acts and learns on MIER-wR's context (inside its training "
+                  "range), the model relabels on its own phi_T",
+                  ["adapt_ood.policy_context = 'mier_wr'"]),
     "context_only": ("(b) no whole-model steps", ["adapt_ood.model_steps = 0"]),
     "model_100": ("(b) 100 whole-model steps, the release's count (with `release`: all "
                   "taken, on all of the task's data)", ["adapt_ood.model_steps = 100"]),

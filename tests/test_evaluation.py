@@ -313,6 +313,58 @@ def test_the_guard_keeps_the_meta_trained_policy_when_relabeling_made_it_worse(r
                              meta_actor(np.concatenate([obs, ctx], 1)), atol=1e-5)
 
 
+def test_the_policy_can_act_on_mier_wrs_context_while_the_model_relabels_on_its_own(
+    run_dir, monkeypatch):
+  """adapt_ood.policy_context = 'mier_wr': every SAC update, the relabeled actions and the
+  evaluation use MIER-wR's context; the model relabels with phi_T; the export's prior
+  context is the policy's. The settings name the option only off its default, so results
+  recorded before it existed stay current; an unknown value names the valid ones."""
+  from mier_tf.train import adapt_ood as adapt_ood_lib  # pylint: disable=import-outside-toplevel
+  seen = {"train": [], "relabel": [], "evaluate": []}
+  train_step, relabel_step, evaluate = (adapt_ood_lib.train_policy_step,
+                                        adapt_ood_lib.relabel_experience,
+                                        adapt_ood_lib.evaluate)
+
+  def spy_train(run, mix, context, updates):
+    seen["train"].append(np.array(context))
+    return train_step(run, mix, context, updates)
+
+  def spy_relabel(run, rng, model, context, *args, policy_context=None):
+    seen["relabel"].append((np.array(context), np.array(policy_context)))
+    return relabel_step(run, rng, model, context, *args, policy_context=policy_context)
+
+  def spy_evaluate(run, evaluator, task_index, context):
+    seen["evaluate"].append(np.array(context))
+    return evaluate(run, evaluator, task_index, context)
+
+  monkeypatch.setattr(adapt_ood_lib, "train_policy_step", spy_train)
+  monkeypatch.setattr(adapt_ood_lib, "relabel_experience", spy_relabel)
+  monkeypatch.setattr(adapt_ood_lib, "evaluate", spy_evaluate)
+  run = _restored(run_dir)
+  try:
+    assert "policy_context" not in adapt_ood_lib.algorithm2_settings()
+    with pytest.raises(ValueError, match="policy_context must be one of adapted, mier_wr"):
+      adapt_ood_lib.adapt_ood(run_dir, 4, run=run, policy_context="wr")
+    result = adapt_ood_lib.adapt_ood(run_dir, 4, run=run, num_epochs=1, steps_per_epoch=2,
+                                     guard_episodes=0, policy_context="mier_wr")
+    assert result["settings"] == dict(adapt_ood_lib.algorithm2_settings(), num_epochs=1,
+                                      steps_per_epoch=2, guard_episodes=0,
+                                      policy_context="mier_wr")
+  finally:
+    gin.clear_config()
+  wr_context = np.array(result["contexts"]["mier_wr"], np.float32)
+  phi = np.array(result["contexts"]["adapted"], np.float32)
+  assert np.linalg.norm(phi - wr_context) > 1e-4  # the two contexts differ
+  assert len(seen["train"]) == 2 and len(seen["evaluate"]) == 1 and seen["relabel"]
+  for context in seen["train"] + seen["evaluate"]:
+    np.testing.assert_allclose(np.ravel(context), wr_context, atol=1e-6)
+  for model_context, policy_context in seen["relabel"]:
+    np.testing.assert_allclose(np.ravel(model_context), phi, atol=1e-6)
+    np.testing.assert_allclose(np.ravel(policy_context), wr_context, atol=1e-6)
+  agent = evaluation.ExportAgent(os.path.join(run_dir, "adapt", "task_4", "export"))
+  np.testing.assert_allclose(np.ravel(agent.prior_context()), wr_context, atol=1e-6)
+
+
 def test_a_resumed_evaluation_keeps_only_tasks_done_with_todays_settings(run_dir, tmp_path):
   """An evaluation resumed after its settings changed (the campaign's patience 100 -> 3000)
   must redo the tasks an earlier evaluation left in results.json, and keep those that the

@@ -63,6 +63,26 @@ def test_the_adapted_context_reaches_policy_and_model(actor):
   np.testing.assert_allclose(a["next_observation"], expected.numpy(), atol=1e-5)
 
 
+def test_a_policy_context_of_its_own_moves_the_actions_not_the_model(actor):
+  """adapt_ood.policy_context = 'mier_wr': the policy acts on its context, the model predicts
+  on phi_T. Same seeds: the actions are those of a relabeling on the policy's context, and
+  next states and rewards are the model's at phi_T for those actions."""
+  model = ContextualDynamicsModel(OBS, ACT, context_dim=CTX, hidden_sizes=(8,))
+  model.min_logvar.assign(tf.fill(model.min_logvar.shape, -60.0))
+  model.max_logvar.assign(tf.fill(model.max_logvar.shape, -59.0))
+  stored = _stored()
+  phi, acting = np.array([1.0, 0.0], np.float32), np.array([-2.0, 4.0], np.float32)
+  split = relabel.relabel_transitions(model, actor, phi, stored, seed=3, policy_context=acting)
+  on_acting = relabel.relabel_transitions(model, actor, acting, stored, seed=3)
+  on_phi = relabel.relabel_transitions(model, actor, phi, stored, seed=3)
+  np.testing.assert_array_equal(split["action"], on_acting["action"])
+  assert not np.allclose(split["action"], on_phi["action"])
+  expected, _ = model.predict(split["observation"], split["action"], np.tile(phi, (50, 1)))
+  np.testing.assert_allclose(split["next_observation"], expected.numpy(), atol=1e-5)
+  wrong, _ = model.predict(split["observation"], split["action"], np.tile(acting, (50, 1)))
+  assert not np.allclose(split["next_observation"], wrong.numpy(), atol=1e-3)
+
+
 def test_reward_only_relabeling_keeps_stored_actions_and_next_states(actor):
   model = _hand_set_model(np.array([9.0, 9.0, 9.0, -4.5], np.float32))
   stored = _stored()

@@ -34,6 +34,8 @@ from mier_tf.train import evaluation
 from mier_tf.train import export
 from mier_tf.train import meta_train as meta_train_lib
 
+# The context the policy acts on during Algorithm 2 (`adapt_ood.policy_context`).
+POLICY_CONTEXTS = ("adapted", "mier_wr")
 
 
 # --- The steps of Algorithm 2, in its order ------------------------------------------------
@@ -82,8 +84,10 @@ def identify_task(run, real: Dict[str, np.ndarray], context_steps: int, fast_ste
 
 
 def relabel_experience(run, rng: np.random.Generator, adapted_model, context: tf.Tensor,
-                       mode: str, num_tasks: int, num_states: int) -> Dict[str, np.ndarray]:
-  """States of `num_tasks` random meta-training tasks, relabeled as the new task's."""
+                       mode: str, num_tasks: int, num_states: int,
+                       policy_context: Optional[tf.Tensor] = None) -> Dict[str, np.ndarray]:
+  """States of `num_tasks` random meta-training tasks, relabeled as the new task's (the
+  policy's actions on `policy_context` if given, the model's predictions on `context`)."""
   num_train = len(run.family.train_tasks)
   ids = rng.choice(num_train, min(num_tasks, num_train), replace=False)
   per_task = max(1, num_states // min(num_tasks, num_train))
@@ -91,7 +95,8 @@ def relabel_experience(run, rng: np.random.Generator, adapted_model, context: tf
   actor = run.agent.policy._actor_network  # pylint: disable=protected-access
   return relabel.relabel_transitions(adapted_model, actor, context, states, mode,
                                      seed=int(rng.integers(2**30)),
-                                     termination=run.family.termination)
+                                     termination=run.family.termination,
+                                     policy_context=policy_context)
 
 
 def train_policy_step(run, mix: relabel.MixedBatches, context: tf.Tensor, updates: int):
@@ -147,6 +152,7 @@ def adapt_ood(
     batch_size: int = 256,
     real_fraction: float = 0.05,
     reset_critic: bool = False,
+    policy_context: str = "adapted",
     # The guard (beyond the paper).
     guard_episodes: int = 1,
     seed: int = 0,
@@ -178,6 +184,10 @@ def adapt_ood(
     reset_critic: start policy training from freshly initialised critics (the actor stays
       the meta-trained one); the meta-trained critics' values are of the training tasks'
       rewards.
+    policy_context: the context the policy acts on, in relabeling, training and
+      evaluation: "adapted" (the model's phi_T, the paper's) or "mier_wr" (the meta-trained
+      inner loop's, MIER-wR's: inside the range the policy was meta-trained on, while the
+      model relabels with phi_T). Recorded in the settings only when not "adapted".
     guard_episodes: after relabeling, this many deterministic episodes on the task (from
       start states of their own, never the evaluation's) with the relabeled policy and with
       the meta-trained one (MIER-wR's policy and context); MIER keeps the better of the two.
@@ -198,6 +208,11 @@ def adapt_ood(
   if isinstance(guard_episodes, bool) or not isinstance(guard_episodes, int) or (
       guard_episodes < 0):
     raise ValueError(f"adapt_ood.guard_episodes must be an integer >= 0; got {guard_episodes!r}")
+  if policy_context not in POLICY_CONTEXTS:
+    raise ValueError(f"adapt_ood.policy_context must be one of {', '.join(POLICY_CONTEXTS)}; "
+                     f"got {policy_context!r}")
+  if policy_context == "adapted":  # results recorded before the option stay current
+    del settings["policy_context"]
   if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
     raise ValueError(f"adapt_ood.num_epochs must be an integer >= 1 (MIER is the policy "
                      f"after relabeling); got {num_epochs!r}")
@@ -223,6 +238,9 @@ def adapt_ood(
       run, real, context_steps, fast_steps, model_steps, model_lr, heldout_fraction, patience,
       context_lr, context_clip)
   adapted_context = context.numpy()
+  # The model relabels on phi_T (`context`); the policy acts and learns on `acting`.
+  acting = context if policy_context == "adapted" else tf.convert_to_tensor(context_wr,
+                                                                            tf.float32)
   logging.info("Test task %d: held-out NLL %.3f (meta-trained inner loop) -> %.3f (%d context "
                "steps) -> %.3f (%d whole-model steps)", task_index,
                adaptation.heldout_nll_meta, adaptation.heldout_nll_context,
@@ -248,15 +266,15 @@ def adapt_ood(
       for _ in range(steps_per_epoch):
         if step % relabel_every == 0:
           relabeled = relabel_experience(run, rng, adapted_model, context, relabel_mode,
-                                         relabel_tasks, relabel_states)
+                                         relabel_tasks, relabel_states, policy_context=acting)
           mix.set_relabeled(relabeled)
           relabel_stats.append(relabeled.stats)
           if scorable:
             errors.append(relabel.relabel_error(scoring_env, relabeled, seed=step))
-        losses = train_policy_step(run, mix, context, updates_per_step)
+        losses = train_policy_step(run, mix, acting, updates_per_step)
         step += 1
         bar.update(1)
-      mier_returns = evaluate(run, evaluator, task_index, context.numpy())
+      mier_returns = evaluate(run, evaluator, task_index, acting.numpy())
       curve.append(float(mier_returns.mean()))
       with writer.as_default(step=epoch + 1):
         summaries.write_adapt_epoch(curve[-1], mier_wr, losses,
@@ -268,7 +286,7 @@ def adapt_ood(
     # Both candidates on the same guard episodes; only these steps choose, so the protocol's
     # K evaluation episodes stay an unbiased measure of the choice.
     relabeled_returns = evaluator.guard_episodes(
-        run.eval_agent().greedy_actor(), "test", task_index, context.numpy(), guard_episodes)
+        run.eval_agent().greedy_actor(), "test", task_index, acting.numpy(), guard_episodes)
     relabeled_weights = [v.numpy() for v in actor_variables]
     for variable, value in zip(actor_variables, meta_trained_actor):
       variable.assign(value)
@@ -279,7 +297,7 @@ def adapt_ood(
       for variable, value in zip(actor_variables, relabeled_weights):
         variable.assign(value)
     else:  # MIER is then MIER-wR's policy and context: its evaluation is MIER-wR's
-      context, mier_returns = tf.convert_to_tensor(context_wr), wr.returns
+      acting, mier_returns = tf.convert_to_tensor(context_wr), wr.returns
     guard = {"episodes": guard_episodes,
              "env_steps": int(2 * guard_episodes * run.family.max_episode_steps),
              "relabeled": float(relabeled_returns.mean()),
@@ -291,7 +309,8 @@ def adapt_ood(
   writer.flush()
 
   evaluator.close()
-  export_adapted(run, adapted_model, context, os.path.join(out_dir, "export"))
+  # The export pairs the policy with the context it acts on (the model's prior context).
+  export_adapted(run, adapted_model, acting, os.path.join(out_dir, "export"))
   result = {"mier_wr": mier_wr, "mier_wr_returns": [float(r) for r in wr.returns],
             "mier": float(np.mean(mier_returns)),
             "mier_returns": [float(r) for r in mier_returns],
@@ -332,6 +351,8 @@ def algorithm2_settings() -> dict:
   params = inspect.signature(_ADAPT_OOD).parameters
   settings = {name: params[name].default for name in _setting_names()}
   settings.update({k: v for k, v in gin.get_bindings(_ADAPT_OOD).items() if k in settings})
+  if settings["policy_context"] == "adapted":  # as adapt_ood records it
+    del settings["policy_context"]
   return settings
 
 
