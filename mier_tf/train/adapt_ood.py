@@ -211,8 +211,7 @@ def adapt_ood(
   if policy_context not in POLICY_CONTEXTS:
     raise ValueError(f"adapt_ood.policy_context must be one of {', '.join(POLICY_CONTEXTS)}; "
                      f"got {policy_context!r}")
-  if policy_context == "adapted":  # results recorded before the option stay current
-    del settings["policy_context"]
+  settings = _as_recorded(settings)
   if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
     raise ValueError(f"adapt_ood.num_epochs must be an integer >= 1 (MIER is the policy "
                      f"after relabeling); got {num_epochs!r}")
@@ -345,15 +344,21 @@ def _setting_names() -> list:
           if name not in _RUN_ARGUMENTS]
 
 
+def _as_recorded(settings: dict) -> dict:
+  """The settings as a task's result records them: an option added later is left out at
+  its default, so results recorded before it existed stay current."""
+  if settings.get("policy_context") == "adapted":
+    settings = {k: v for k, v in settings.items() if k != "policy_context"}
+  return settings
+
+
 def algorithm2_settings() -> dict:
   """The settings `adapt_ood` runs with today: its defaults under the gin bindings in force
   (what a task's result records as "settings" when it is called through gin)."""
   params = inspect.signature(_ADAPT_OOD).parameters
   settings = {name: params[name].default for name in _setting_names()}
   settings.update({k: v for k, v in gin.get_bindings(_ADAPT_OOD).items() if k in settings})
-  if settings["policy_context"] == "adapted":  # as adapt_ood records it
-    del settings["policy_context"]
-  return settings
+  return _as_recorded(settings)
 
 
 def tasks_to_do(root_dir: str, run, indices: Sequence[int]) -> list:
