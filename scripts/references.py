@@ -3,10 +3,14 @@
     python scripts/references.py --family_dir=docs/results/cheetah_vel_hard_cpu
     python scripts/references.py --family_dir=... --only=same_data          # minutes
     python scripts/references.py --family_dir=... --only=long --tasks=0,3   # ~10 CPU min per 50k steps
+    python scripts/references.py --family_dir=... --tasks=0,1 \
+        --gin_bindings='adapt_ood.num_epochs = 5'   # as a campaign evaluates the runs
 
 Reads the runs' configs and results under FAMILY_DIR (one folder per seed, as
 `scripts/save_run.py` writes them): the family, the SAC settings, and MIER's adaptation
-budget (`adapt_ood.*`). For every test task that a run relabeled (or --tasks), writes
+budget (`adapt_ood.*`, with --gin_bindings on top). With --tasks only a seed's
+operative_config.gin is needed, so a family's references can be computed while its runs
+train. For every test task that a run relabeled (or --tasks), writes
 FAMILY_DIR/references/task_<i>.json with standing still, the oracle given MIER's data, and
 the long oracle's returns at --oracle_steps (see `mier_tf/references.py`). A task whose file
 already holds a part with the same settings is skipped, so the work can be split over
@@ -30,6 +34,9 @@ from mier_tf import cli
 flags.DEFINE_string("family_dir", None, "Folder with one saved run per seed.", required=True)
 flags.DEFINE_list("tasks", None, "Test task indices (default: every task a run relabeled).")
 flags.DEFINE_list("only", ["standing_still", "same_data", "long"], "Parts to compute.")
+flags.DEFINE_multi_string("gin_bindings", [], "Bindings on top of the runs' operative config, "
+                          "as the runs are evaluated with them (a campaign's Algorithm 2: "
+                          "'adapt_ood.num_epochs = 5').")
 flags.DEFINE_list("oracle_steps", ["10000", "20000", "30000", "40000", "50000"],
                   "Environment steps at which the long oracle is evaluated.")
 flags.DEFINE_integer("seed", 0, "Seed of the oracles.")
@@ -41,18 +48,23 @@ SAC_KEYS = ("actor_fc_layers", "critic_fc_layers", "target_entropy", "initial_lo
             "target_update_tau", "reward_scale_factor")
 
 
+def parse_bindings(lines) -> dict:
+  """'Name.param' -> value of every binding line (the last one wins)."""
+  bindings = {}
+  for line in lines:
+    match = re.match(r"^([A-Za-z_][\w.]*)\s*=\s*(.+)$", line.strip())
+    if match:
+      try:
+        bindings[match.group(1)] = ast.literal_eval(match.group(2))
+      except (ValueError, SyntaxError):
+        bindings[match.group(1)] = match.group(2)
+  return bindings
+
+
 def read_bindings(path: str) -> dict:
   """'Name.param' -> value of every binding of an operative config (the last one wins)."""
-  bindings = {}
   with open(path) as f:
-    for line in f:
-      match = re.match(r"^([A-Za-z_][\w.]*)\s*=\s*(.+)$", line.strip())
-      if match:
-        try:
-          bindings[match.group(1)] = ast.literal_eval(match.group(2))
-        except (ValueError, SyntaxError):
-          bindings[match.group(1)] = match.group(2)
-  return bindings
+    return parse_bindings(f)
 
 
 def main(argv):
@@ -65,11 +77,18 @@ def main(argv):
     unknown = sorted(set(FLAGS.only) - set(PARTS))
     if unknown:
       raise ValueError(f"--only: unknown part(s) {unknown}; valid: {list(PARTS)}")
-    runs = results_lib.load_runs(FLAGS.family_dir)
+    # With --tasks the runs' results are not needed: references can be computed while the
+    # runs still train (only their config is read).
+    runs = {} if FLAGS.tasks else results_lib.load_runs(FLAGS.family_dir)
     configs = sorted(glob.glob(os.path.join(FLAGS.family_dir, "*", "operative_config.gin")))
     if not configs:
       raise FileNotFoundError(f"no <seed>/operative_config.gin under {FLAGS.family_dir}")
     bindings = read_bindings(configs[0])
+    for line in FLAGS.gin_bindings:
+      parsed = parse_bindings([line])
+      if not parsed:
+        raise ValueError(f"--gin_bindings: not a binding 'Name.param = value': {line!r}")
+      bindings.update(parsed)
     family = envs.get_task_family(bindings["MetaTrainingRun.family"])
     sac_kwargs = {k: bindings[f"create_sac_agent.{k}"] for k in SAC_KEYS
                   if f"create_sac_agent.{k}" in bindings}

@@ -119,6 +119,33 @@ def test_the_script_writes_each_relabeled_task_once_and_the_table_shows_it(tmp_p
   assert bad.returncode != 0 and "test task 99 out of range" in bad.stderr
 
 
+def test_references_of_runs_still_training_use_the_config_and_the_evaluation_bindings(
+    tmp_path):
+  """With --tasks only a seed's operative config is read (no results yet), and
+  --gin_bindings override it as the campaign's Algorithm 2 does."""
+  root = str(tmp_path / "family")
+  _family_dir(root)
+  os.remove(os.path.join(root, "s0", "eval", "results.json"))
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+  command = [sys.executable, "scripts/references.py", f"--family_dir={root}",
+             "--only=same_data", "--tasks=4", "--gin_bindings=adapt_ood.num_epochs = 2",
+             "--gin_bindings=adapt_ood.updates_per_step = 3"]
+  proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  with open(os.path.join(root, "references", "task_4.json")) as f:
+    entry = json.load(f)
+  # 2 epochs x 3 steps x 3 updates (the config alone: 1 x 3 x 1).
+  assert entry["oracle_same_data"]["updates"] == 18
+  assert entry["oracle_same_data"]["data_steps"] == 200 and "oracle_long" not in entry
+  bad = subprocess.run(command + ["--gin_bindings=num_epochs"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+  assert bad.returncode != 0 and "not a binding" in bad.stderr.strip().splitlines()[-1]
+  no_tasks = subprocess.run(command[:4], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=120)
+  assert no_tasks.returncode != 0 and "no <seed>/eval/results.json" in no_tasks.stderr
+
+
 def test_one_command_per_family_runs_the_seeds_then_the_references_then_the_tables():
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
   proc = subprocess.run([sys.executable, "scripts/reproduce_results.py",
