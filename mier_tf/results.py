@@ -89,7 +89,8 @@ def budget(budget_runs: Dict[str, Dict[int, dict]],
   """MIER against MIER-wR at each evaluated checkpoint of each seed.
 
   Returns {"rows": [{"seed", "env_steps", "tasks", "standing_still", "mier_wr", "mier",
-  "gain", "wins"}] (means over the checkpoint's relabeled test tasks), "steps": [{"env_steps",
+  "gain", "wins", "verdicts"}] (means over the checkpoint's relabeled test tasks; wins: tasks
+  where MIER > MIER-wR, verdicts: `paired_verdicts`), "steps": [{"env_steps",
   "seeds", "standing_still", "mier_wr", "mier", "gain": per-seed lists}], "oracle_long":
   mean of the long oracle over the relabeled tasks that have one, or None}. Checkpoints
   where no task went through Algorithm 2 yet are left out.
@@ -109,7 +110,8 @@ def budget(budget_runs: Dict[str, Dict[int, dict]],
                    "standing_still": float(np.mean([e["standing_still"]
                                                     for e in tasks.values()])),
                    "mier_wr": float(wr.mean()), "mier": float(mier.mean()),
-                   "gain": float((mier - wr).mean()), "wins": int((mier > wr).sum())})
+                   "gain": float((mier - wr).mean()), "wins": int((mier > wr).sum()),
+                   "verdicts": paired_verdicts(tasks.values())})
   steps = []
   # Seeds are averaged only where Algorithm 2 took the same context steps (a campaign's
   # bindings can change between seeds; a seed whose checkpoints are gone keeps its own).
@@ -119,7 +121,8 @@ def budget(budget_runs: Dict[str, Dict[int, dict]],
     steps.append({"env_steps": env_steps, "context_steps": context,
                   "seeds": [r["seed"] for r in at],
                   **{k: [r[k] for r in at] for k in ("standing_still", "mier_wr", "mier",
-                                                     "gain", "wins", "tasks")}})
+                                                     "gain", "wins", "tasks",
+                                                     "verdicts")}})
   longs = []
   for i, task in sorted(relabeled):
     value, _ = _long_oracle(_reference(references, i, task))
@@ -128,6 +131,23 @@ def budget(budget_runs: Dict[str, Dict[int, dict]],
   return {"rows": rows, "steps": steps,
           "oracle_long": float(np.mean(longs)) if longs else None,
           "oracle_tasks": len(longs), "relabeled_tasks": len(relabeled)}
+
+
+def paired_verdicts(entries) -> Optional[List[int]]:
+  """[won, tie, lost] by the paired verdict of each task (MIER − MIER-wR beyond twice its
+  standard error: results.json's "difference"), None if a task has none (results made before
+  the protocol paired them)."""
+  verdicts = [e.get("difference", {}).get("verdict") for e in entries]
+  if not verdicts or None in verdicts:
+    return None
+  return [verdicts.count("won"), verdicts.count("tie"), verdicts.count("lost")]
+
+
+def _won_tie_lost(counts: List[Optional[List[int]]]) -> Optional[str]:
+  """"w / t / l" summed over rows, None if any row has no paired verdicts."""
+  if not counts or any(c is None for c in counts):
+    return None
+  return " / ".join(str(sum(c[k] for c in counts)) for k in range(3))
 
 
 def context_steps(entries) -> Optional[int]:
@@ -146,23 +166,31 @@ def budget_markdown(table: dict) -> str:
   context = lambda x: (" | –" if x["context_steps"] is None
                        else f" | {x['context_steps']}") if mixed else ""
   head = " | context steps" if mixed else ""
+  # Tasks won, tied and lost by the paired verdicts where every result has them (a task is
+  # won only beyond twice its paired standard error), else tasks where MIER > MIER-wR.
+  paired = all(r["verdicts"] is not None for r in table["rows"])
+  won = ("won / tie / lost (paired)" if paired else "tasks where MIER > MIER-wR")
   lines = [f"| env steps{head} | seeds | standing still | MIER-wR | MIER | MIER − MIER-wR "
-           "| tasks where MIER > MIER-wR |", "| --- " * (7 + mixed) + "|"]
+           f"| {won} |", "| --- " * (7 + mixed) + "|"]
   for s in table["steps"]:
+    count = (_won_tie_lost(s["verdicts"]) if paired
+             else f"{sum(s['wins'])} of {sum(s['tasks'])}")
     lines.append(f"| {s['env_steps']:,}{context(s)} | {len(s['seeds'])} | "
                  f"{np.mean(s['standing_still']):.1f} "
                  f"| {_mean_std(s['mier_wr'])} | {_mean_std(s['mier'])} | {_mean_std(s['gain'])} "
-                 f"| {sum(s['wins'])} of {sum(s['tasks'])} |")
+                 f"| {count} |")
   if table["oracle_long"] is not None:
     lines += ["", f"Oracle (SAC from scratch, 50k steps on each task), mean over "
               f"{table['oracle_tasks']} of the {table['relabeled_tasks']} relabeled tasks: "
               f"{table['oracle_long']:.1f}."]
-  lines += ["", f"| seed | env steps{head} | tasks | MIER-wR | MIER | MIER − MIER-wR | won |",
-            "| --- " * (7 + mixed) + "|"]
+  lines += ["", f"| seed | env steps{head} | tasks | MIER-wR | MIER | MIER − MIER-wR "
+            f"| {won} |", "| --- " * (7 + mixed) + "|"]
   for r in table["rows"]:
+    count = (_won_tie_lost([r["verdicts"]]) if paired
+             else f"{r['wins']} of {r['tasks']}")
     lines.append(f"| {r['seed']} | {r['env_steps']:,}{context(r)} | {r['tasks']} | "
                  f"{r['mier_wr']:.1f} | "
-                 f"{r['mier']:.1f} | {r['gain']:.1f} | {r['wins']} of {r['tasks']} |")
+                 f"{r['mier']:.1f} | {r['gain']:.1f} | {count} |")
   return "\n".join(lines) + "\n"
 
 
@@ -312,7 +340,7 @@ def comparison(runs: Dict[str, dict], references: Optional[Dict[int, dict]] = No
 
   Returns {"tasks": [{"index", "task", "standing_still", "mier_wr": [per seed],
   "mier": [per seed], "oracle_same_data", "oracle_long", "oracle_long_steps"}], "seeds": [...],
-  "per_seed": [{"seed", "mier_wr", "mier", "wins", "tasks", "identification_r2",
+  "per_seed": [{"seed", "mier_wr", "mier", "wins", "verdicts", "tasks", "identification_r2",
   "env_steps"}]}; a task counts only if every seed relabeled it. The oracle entries are the
   greedy return of SAC from scratch given MIER's data, and at its last checkpoint of the long
   run (None where `references` has none).
@@ -339,6 +367,8 @@ def comparison(runs: Dict[str, dict], references: Optional[Dict[int, dict]] = No
     per_seed.append({"seed": seed, "mier_wr": float(wr.mean()) if tasks else None,
                      "mier": float(mier.mean()) if tasks else None,
                      "wins": int((mier > wr).sum()), "tasks": len(tasks),
+                     "verdicts": paired_verdicts([runs[seed]["test_tasks"][str(t["index"])]
+                                                  for t in tasks]),
                      "identification_r2": runs[seed].get("identification", {}).get("r2"),
                      "identification": runs[seed].get("identification", {}),
                      "env_steps": runs[seed].get("env_steps")})
@@ -408,12 +438,15 @@ def markdown(table: dict) -> str:
     oracle_means += f" {np.mean(present):.1f}{note} |"
   lines.append(f"| **mean** | {still:.1f} | {_mean_std(wr.mean(0))} | {_mean_std(mier.mean(0))} "
                f"| {_mean_std((mier - wr).mean(0))} |" + oracle_means)
-  lines += ["", "| seed | env steps | identification R² | MIER-wR | MIER | tasks where MIER > MIER-wR |",
+  paired = all(s["verdicts"] is not None for s in table["per_seed"])
+  won = "won / tie / lost (paired)" if paired else "tasks where MIER > MIER-wR"
+  lines += ["", f"| seed | env steps | identification R² | MIER-wR | MIER | {won} |",
             "| --- | --- | --- | --- | --- | --- |"]
   for s in table["per_seed"]:
     r2 = "–" if s["identification_r2"] is None else f"{s['identification_r2']:.3f}"
+    count = (_won_tie_lost([s["verdicts"]]) if paired else f"{s['wins']} of {s['tasks']}")
     lines.append(f"| {s['seed']} | {s['env_steps']:,} | {r2} | {s['mier_wr']:.1f} | "
-                 f"{s['mier']:.1f} | {s['wins']} of {s['tasks']} |")
+                 f"{s['mier']:.1f} | {count} |")
   blocks = [s for s in table["per_seed"] if "nll_reward_before" in s.get("identification", {})]
   if blocks:  # the identification issue's per-block NLLs, at the last evaluation
     lines += ["", "| seed | identification R² | spread ratio | state NLL, prior → adapted "

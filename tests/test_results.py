@@ -251,3 +251,34 @@ def test_study_over_seeds(tmp_path):
                       "0.50–0.50 | – | -2.00 | 0 | 100 |")
   assert lines[4] == ("| release | -30.0 / +5.0 (1 tasks) | -12.5 ± 24.7 | 0 / 2 / 1 | "
                       "-0.30–0.40 | – | -2.00 | 100 | 100 (90) |")
+
+
+def test_tasks_won_tied_and_lost_are_counted_by_the_paired_verdicts(tmp_path):
+  """A task whose MIER is above MIER-wR within twice its paired error is a tie, not a win:
+  the tables count what results.json's paired verdicts say."""
+  root = str(tmp_path)
+  for seed, verdicts in (("s0", ["won", "tie", "lost"]), ("s1", ["won", "won", "tie"])):
+    _write(root, seed, {0: (-500, -400, -300), 3: (-520, -450, -440), 5: (-510, -420, -430)},
+           0.9)
+    path = os.path.join(root, seed, "eval", "results.json")
+    with open(path) as f:
+      end = json.load(f)
+    for entry, verdict in zip(end["test_tasks"].values(), verdicts):
+      entry["difference"] = {"mean": entry["mier"] - entry["mier_wr"], "se": 8.0,
+                             "verdict": verdict}
+      entry["protocol"] = {"seed": 0}
+    with open(path, "w") as f:
+      json.dump(end, f)
+  assert results.paired_verdicts([{"difference": {"verdict": "tie"}}, {}]) is None
+  table = results.comparison(results.load_runs(root))
+  assert [s["verdicts"] for s in table["per_seed"]] == [[1, 1, 1], [2, 1, 0]]
+  text = results.markdown(table)
+  # s0: MIER above MIER-wR on tasks 0 and 3 (wins 2), but task 3's +10 is within noise.
+  # MIER-wR (-400 - 450 - 420) / 3 = -423.3, MIER (-300 - 440 - 430) / 3 = -390.0.
+  assert table["per_seed"][0]["wins"] == 2
+  assert "| MIER | won / tie / lost (paired) |" in text
+  assert "| s0 | 1,000 | 0.900 | -423.3 | -390.0 | 1 / 1 / 1 |" in text
+  budget_text = results.budget_markdown(results.budget(results.load_budget(root)))
+  assert "| 1,000 | 2 | -510.0 | -423.3 ± 0.0 | -390.0 ± 0.0 | 33.3 ± 0.0 | 3 / 2 / 1 |" in \
+      budget_text
+  assert "| s1 | 1,000 | 3 | -423.3 | -390.0 | 33.3 | 2 / 1 / 0 |" in budget_text
