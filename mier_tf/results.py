@@ -143,11 +143,14 @@ def paired_verdicts(entries) -> Optional[List[int]]:
   return [verdicts.count("won"), verdicts.count("tie"), verdicts.count("lost")]
 
 
-def _won_tie_lost(counts: List[Optional[List[int]]]) -> Optional[str]:
-  """"w / t / l" summed over rows, None if any row has no paired verdicts."""
-  if not counts or any(c is None for c in counts):
-    return None
-  return " / ".join(str(sum(c[k] for c in counts)) for k in range(3))
+def _won_column(rows: List[dict]):
+  """The tables' won column: its header and a cell function (verdict lists, wins, tasks).
+  Tasks won, tied and lost by the paired verdicts where every row has them (a task is won
+  only beyond twice its paired standard error), else tasks where MIER > MIER-wR."""
+  if all(r["verdicts"] is not None for r in rows):
+    return "won / tie / lost (paired)", lambda counts, wins, tasks: " / ".join(
+        str(sum(c[k] for c in counts)) for k in range(3))
+  return "tasks where MIER > MIER-wR", lambda counts, wins, tasks: f"{wins} of {tasks}"
 
 
 def context_steps(entries) -> Optional[int]:
@@ -166,15 +169,11 @@ def budget_markdown(table: dict) -> str:
   context = lambda x: (" | –" if x["context_steps"] is None
                        else f" | {x['context_steps']}") if mixed else ""
   head = " | context steps" if mixed else ""
-  # Tasks won, tied and lost by the paired verdicts where every result has them (a task is
-  # won only beyond twice its paired standard error), else tasks where MIER > MIER-wR.
-  paired = all(r["verdicts"] is not None for r in table["rows"])
-  won = ("won / tie / lost (paired)" if paired else "tasks where MIER > MIER-wR")
+  won, cell = _won_column(table["rows"])
   lines = [f"| env steps{head} | seeds | standing still | MIER-wR | MIER | MIER − MIER-wR "
            f"| {won} |", "| --- " * (7 + mixed) + "|"]
   for s in table["steps"]:
-    count = (_won_tie_lost(s["verdicts"]) if paired
-             else f"{sum(s['wins'])} of {sum(s['tasks'])}")
+    count = cell(s["verdicts"], sum(s["wins"]), sum(s["tasks"]))
     lines.append(f"| {s['env_steps']:,}{context(s)} | {len(s['seeds'])} | "
                  f"{np.mean(s['standing_still']):.1f} "
                  f"| {_mean_std(s['mier_wr'])} | {_mean_std(s['mier'])} | {_mean_std(s['gain'])} "
@@ -186,8 +185,7 @@ def budget_markdown(table: dict) -> str:
   lines += ["", f"| seed | env steps{head} | tasks | MIER-wR | MIER | MIER − MIER-wR "
             f"| {won} |", "| --- " * (7 + mixed) + "|"]
   for r in table["rows"]:
-    count = (_won_tie_lost([r["verdicts"]]) if paired
-             else f"{r['wins']} of {r['tasks']}")
+    count = cell([r["verdicts"]], r["wins"], r["tasks"])
     lines.append(f"| {r['seed']} | {r['env_steps']:,}{context(r)} | {r['tasks']} | "
                  f"{r['mier_wr']:.1f} | "
                  f"{r['mier']:.1f} | {r['gain']:.1f} | {count} |")
@@ -438,13 +436,12 @@ def markdown(table: dict) -> str:
     oracle_means += f" {np.mean(present):.1f}{note} |"
   lines.append(f"| **mean** | {still:.1f} | {_mean_std(wr.mean(0))} | {_mean_std(mier.mean(0))} "
                f"| {_mean_std((mier - wr).mean(0))} |" + oracle_means)
-  paired = all(s["verdicts"] is not None for s in table["per_seed"])
-  won = "won / tie / lost (paired)" if paired else "tasks where MIER > MIER-wR"
+  won, cell = _won_column(table["per_seed"])
   lines += ["", f"| seed | env steps | identification R² | MIER-wR | MIER | {won} |",
             "| --- | --- | --- | --- | --- | --- |"]
   for s in table["per_seed"]:
     r2 = "–" if s["identification_r2"] is None else f"{s['identification_r2']:.3f}"
-    count = (_won_tie_lost([s["verdicts"]]) if paired else f"{s['wins']} of {s['tasks']}")
+    count = cell([s["verdicts"]], s["wins"], s["tasks"])
     lines.append(f"| {s['seed']} | {s['env_steps']:,} | {r2} | {s['mier_wr']:.1f} | "
                  f"{s['mier']:.1f} | {count} |")
   blocks = [s for s in table["per_seed"] if "nll_reward_before" in s.get("identification", {})]
