@@ -42,6 +42,12 @@ NLL_REWARD_BEFORE_ADAPT = "Model/nll_reward_before_adapt"
 NLL_REWARD_AFTER_ADAPT = "Model/nll_reward_after_adapt"
 TRAIN_STEPS_PER_SEC = "Perf/train_steps_per_sec"
 ENV_STEPS_PER_SEC = "Perf/env_steps_per_sec"
+# eval/, each epoch of single-process meta-training: the mean return of the training-task
+# episodes that epoch's collection finished, with the prior context and with the adapted one
+# (the exploration policy's sampled actions: a learning curve between evaluations, which the
+# paper campaign runs only from its milestones; not the evaluation protocol's returns).
+COLLECT_RETURN = {"prior": "Collect/return_prior_context",
+                  "adapted": "Collect/return_adapted_context"}
 # eval/standing_still/, at each evaluation: standing still's mean over the test tasks (and
 # per task, `test_task_return_tag`); the same at every evaluation (fixed start states).
 TEST_STANDING_STILL = "Eval/test_standing_still"

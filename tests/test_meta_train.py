@@ -1,4 +1,6 @@
 """Tests of mier_tf.train.meta_train's training step: the SAC schedule and its data routing."""
+import os
+
 import gin
 import numpy as np
 import pytest
@@ -187,3 +189,42 @@ def test_settings_above_the_familys_task_count_are_capped_visibly(small_run, cap
     run = small_run()
   assert "capped" not in caplog.text
   assert (run.tasks_per_epoch, run.meta_batch_size, run.identification_tasks) == (2, 3, 5)
+
+
+def test_collection_returns_are_the_finished_episodes_reward_sums_logged_at_env_steps(small_run):
+  """collect_epoch's returns: each 200-step cheetah episode (the time limit, no termination)
+  is the sum of its 200 rewards; a pass shorter than an episode finishes none. log_collection
+  writes their means in eval/ at the run's environment steps."""
+  from mier_tf import plotting  # pylint: disable=import-outside-toplevel
+  from mier_tf import tags  # pylint: disable=import-outside-toplevel
+  run = small_run(tasks_per_epoch=2, prior_steps=200, posterior_steps=450)
+  rewards = []
+  collect = run.collector.collect
+
+  def spy_collect(tasks, contexts, num_steps, action_fn):
+    data, returns = collect(tasks, contexts, num_steps, action_fn)
+    rewards.append([d["reward"] for d in data])
+    return data, returns
+
+  run.collector.collect = spy_collect
+  returns = run.collect_epoch()
+  (prior, adapted) = rewards
+  # Prior pass: one episode per task; adapted pass: two per task, the last 50 steps unfinished.
+  np.testing.assert_allclose(returns["prior"], [r.sum() for r in prior], rtol=1e-5)
+  np.testing.assert_allclose(returns["adapted"], [r[s:s + 200].sum() for r in adapted
+                                                  for s in (0, 200)], rtol=1e-5)
+  means = run.log_collection(returns)
+  assert means == pytest.approx({"prior": np.mean([r.sum() for r in prior]),
+                                 "adapted": np.mean([r[:400].sum() for r in adapted]) / 2})
+  step = int(run.env_steps.numpy())
+  # A pass shorter than an episode: nothing written for it.
+  run.env_steps.assign_add(1000)
+  assert run.log_collection({"prior": [], "adapted": [7.0]}) == {"adapted": 7.0}
+  run.eval_writer.flush()
+  scalars = plotting.read_scalars(os.path.join(run.root_dir, "eval"))
+  steps, values = scalars[tags.COLLECT_RETURN["adapted"]]
+  np.testing.assert_array_equal(steps, [step, step + 1000])
+  np.testing.assert_allclose(values, [means["adapted"], 7.0], rtol=1e-5)
+  steps, values = scalars[tags.COLLECT_RETURN["prior"]]
+  np.testing.assert_array_equal(steps, [step])
+  np.testing.assert_allclose(values, [means["prior"]], rtol=1e-5)

@@ -129,7 +129,7 @@ def test_event_files_hold_the_design_tags(run_dir):
     assert np.all(np.isfinite(evals[tag][1])), tag
   # Every scalar written is named in mier_tf/tags.py, the one home of the tag names.
   named = {v for k, v in vars(tags).items() if k.isupper() and isinstance(v, str)}
-  named |= {tags.test_task_return_tag(i) for i in range(30)}
+  named |= {tags.test_task_return_tag(i) for i in range(30)} | set(tags.COLLECT_RETURN.values())
   assert set(train) | set(evals) | set(still) <= named, sorted(
       (set(train) | set(evals) | set(still)) - named)
   # No tag against two axes: train/'s and eval/'s tags are apart, Relabel/ is adapt/'s only.

@@ -270,13 +270,15 @@ class MetaTrainingRun:
     batch = {key: tf.convert_to_tensor(value) for key, value in batch.items()}
     return self._adapt_fn(batch).numpy()
 
-  def _collect_into_tables(self, task_ids, contexts, num_steps, tables) -> list:
+  def _collect_into_tables(self, task_ids, contexts, num_steps, tables) -> tuple:
+    """Collects into the tables; returns (per-task transitions, the finished episodes'
+    returns over the tasks)."""
     tasks = [self.family.train_tasks[i] for i in task_ids]
-    data, _ = self.collector.collect(tasks, contexts, num_steps, self.explore_actor)
+    data, returns = self.collector.collect(tasks, contexts, num_steps, self.explore_actor)
     for task_id, transitions in zip(task_ids, data):
       self.tables.add(int(task_id), tables, transitions)
     self.env_steps.assign_add(len(task_ids) * num_steps)
-    return data
+    return data, [r for task_returns in returns for r in task_returns]
 
   def collect_initial(self, task_ids: Optional[np.ndarray] = None) -> None:
     """Initial exploration: prior-context data from every training task (or from `task_ids`,
@@ -287,17 +289,37 @@ class MetaTrainingRun:
         self._collect_into_tables(ids, self.prior_contexts(len(ids)), self.prior_steps,
                                   ("adapt", "full"))
 
-  def collect_epoch(self, task_ids: Optional[np.ndarray] = None) -> None:
+  def collect_epoch(self, task_ids: Optional[np.ndarray] = None) -> Dict[str, list]:
     """Algorithm 1's data step: prior context -> adapt -> adapted context, per sampled task
-    (or per task of `task_ids`, as a distributed collector chooses them)."""
+    (or per task of `task_ids`, as a distributed collector chooses them).
+
+    Returns the undiscounted returns of the episodes this step finished, by context
+    {"prior": [...], "adapted": [...]} (the exploration policy's sampled actions; an episode
+    still running when a pass ends is not counted).
+    """
     ids = (self.rng.choice(len(self.family.train_tasks), self.tasks_per_epoch, replace=False)
            if task_ids is None else task_ids)
+    returns = {"prior": [], "adapted": []}
     for group in in_groups(ids, self.collect_slots):
-      prior_data = self._collect_into_tables(
+      prior_data, prior_returns = self._collect_into_tables(
           group, self.prior_contexts(len(group)), self.prior_steps, ("adapt", "full"))
+      returns["prior"] += prior_returns
       contexts = self.adapt_contexts(stack_tasks(prior_data))
       if self.posterior_steps:
-        self._collect_into_tables(group, contexts, self.posterior_steps, "full")
+        returns["adapted"] += self._collect_into_tables(
+            group, contexts, self.posterior_steps, "full")[1]
+    return returns
+
+  def log_collection(self, returns: Dict[str, list]) -> Dict[str, float]:
+    """`collect_epoch`'s returns as a learning curve, in eval/ at the run's environment steps
+    (Collect/return_{prior,adapted}_context): the mean over the episodes that finished, none
+    written for a context whose passes finished none. Returns those means. Writing draws no
+    random number, so a run trains the same with or without it."""
+    means = {context: float(np.mean(r)) for context, r in returns.items() if r}
+    with self.eval_writer.as_default(step=int(self.env_steps.numpy())):
+      for context, mean in means.items():
+        tf.summary.scalar(tags.COLLECT_RETURN[context], mean)
+    return means
 
   # --- Training ---------------------------------------------------------------------------
 
@@ -573,10 +595,13 @@ def meta_train(
   with logging_redirect_tqdm(), tqdm.tqdm(
       total=total, initial=int(run.epoch.numpy()) * run.train_steps_per_epoch,
       desc=f"meta-train {run.family.name}", unit="step", dynamic_ncols=True) as bar:
+    postfix = {}  # the last collection's returns and the last evaluation's, on the bar
     while int(run.epoch.numpy()) < num_epochs and not _budget_spent(run, max_env_steps):
       steps_before, start = int(run.env_steps.numpy()), time.perf_counter()
-      run.collect_epoch()
+      collected = run.collect_epoch()
       _log_env_rate(run, int(run.env_steps.numpy()) - steps_before, time.perf_counter() - start)
+      postfix.update({f"collect_{context}": f"{mean:.1f}"
+                      for context, mean in run.log_collection(collected).items()})
       run.refresh_normalizer()
       run.train_epoch(bar)
       run.epoch.assign_add(1)
@@ -585,8 +610,9 @@ def meta_train(
       last = epoch == num_epochs or _budget_spent(run, max_env_steps)
       if epoch % eval_interval == 0 or last:
         run.evaluate()
-        bar.set_postfix(train_return=f"{run.last_returns['train']:.1f}",
-                        test_return=f"{run.last_returns['test']:.1f}")
+        postfix.update(train_return=f"{run.last_returns['train']:.1f}",
+                       test_return=f"{run.last_returns['test']:.1f}")
+      bar.set_postfix(postfix)
       # Before the checkpoint: a kill between the two redoes the epoch and its export.
       if export_interval is not None and epoch % export_interval == 0:
         _export(run, os.path.join(root_dir, "export", f"step_{int(run.env_steps.numpy())}"))
