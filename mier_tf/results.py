@@ -192,6 +192,54 @@ def budget_markdown(table: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+HEADLINE_BEGIN = "<!-- headline: written by `make results` from docs/results/*/budget.md -->"
+HEADLINE_END = "<!-- /headline -->"
+
+
+def headline_markdown(tables: Dict[str, dict]) -> str:
+  """The campaign's headline: per family (name -> its `budget` table), MIER against MIER-wR
+  at the evaluated checkpoint nearest half its budget (35-65% of its last) and at its last,
+  with the references. Where seeds were evaluated there with different context steps, the
+  row of the most seeds."""
+  rows = []
+  for name, table in sorted(tables.items()):
+    by_steps = {}
+    for s in table["steps"]:
+      if len(s["seeds"]) > len(by_steps.get(s["env_steps"], {"seeds": []})["seeds"]):
+        by_steps[s["env_steps"]] = s
+    if not by_steps:
+      continue
+    end = max(by_steps)
+    halves = [k for k in by_steps if 0.35 * end <= k <= 0.65 * end]
+    chosen = ([min(halves, key=lambda k: abs(k - end / 2))] if halves else []) + [end]
+    rows += [(name, by_steps[k], table) for k in chosen]
+  if not rows:
+    return ""
+  won, cell = _won_column([r for _, _, t in rows for r in t["rows"]])
+  lines = [f"| family | env steps | seeds | standing still | MIER-wR | MIER | MIER − MIER-wR "
+           f"| {won} | SAC from scratch, 50k steps |", "| --- " * 9 + "|"]
+  for name, s, table in rows:
+    oracle = "–" if table["oracle_long"] is None else (
+        f"{table['oracle_long']:.1f}" + (
+            "" if table["oracle_tasks"] == table["relabeled_tasks"]
+            else f" ({table['oracle_tasks']} of {table['relabeled_tasks']} tasks)"))
+    lines.append(f"| {name} | {s['env_steps']:,} | {len(s['seeds'])} | "
+                 f"{np.mean(s['standing_still']):.1f} | {_mean_std(s['mier_wr'])} | "
+                 f"{_mean_std(s['mier'])} | {_mean_std(s['gain'])} | "
+                 f"{cell(s['verdicts'], sum(s['wins']), sum(s['tasks']))} | {oracle} |")
+  return "\n".join(lines) + "\n"
+
+
+def with_headline(text: str, headline: str) -> str:
+  """`text` (docs/RESULTS.md) with the table between HEADLINE_BEGIN and HEADLINE_END
+  replaced by `headline`."""
+  begin, end = text.find(HEADLINE_BEGIN), text.find(HEADLINE_END)
+  if begin < 0 or end < begin:
+    raise ValueError(f"no {HEADLINE_BEGIN!r} ... {HEADLINE_END!r} block to write the "
+                     "headline table into")
+  return text[:begin + len(HEADLINE_BEGIN)] + "\n" + headline + text[end:]
+
+
 def algorithm2_markdown(budget_runs: Dict[str, Dict[int, dict]]) -> Optional[str]:
   """How Algorithm 2 went on every relabeled task of every evaluated checkpoint: the model's
   held-out NLL (meta-trained inner loop → context steps → whole-model steps, and the steps

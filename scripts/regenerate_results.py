@@ -11,7 +11,9 @@ references; for folders whose runs were saved with their scalars), table.md
 relabeled task of each evaluated checkpoint: the model's held-out NLL and steps, the relabeled
 rewards and next states against the simulator, the guard), and for a campaign's family whose
 milestones were evaluated, budget.md and mier_vs_budget.png (MIER against MIER-wR as the
-meta-training budget grows). Under RESULTS_DIR/relabel_study, <config>.md for the studies of
+meta-training budget grows); over those families RESULTS_DIR/headline.md (each at half its
+budget and at its end), also written into the headline block of RESULTS.md beside
+RESULTS_DIR (docs/RESULTS.md) where that page exists. Under RESULTS_DIR/relabel_study, <config>.md for the studies of
 `scripts/relabel_study.py` named <config>_s<seed>: Algorithm 2's variants over the seeds. Reads only the saved JSON; needs no checkpoint, event file or
 simulator.
 """
@@ -45,6 +47,7 @@ def main(argv):
     families = family_dirs(FLAGS.results_dir)
     if not families:
       raise FileNotFoundError(f"no <family>/<seed>/eval/results.json under {FLAGS.results_dir}")
+    headline = {}
     for family_dir in families:
       runs = results.load_runs(family_dir)
       seeds = [os.path.join(family_dir, seed) for seed in sorted(runs)]
@@ -64,6 +67,21 @@ def main(argv):
                                  results.budget_markdown(budget)))
         for path in plotting.plot_budget(family_dir, table=budget):
           print(path)
+        headline[os.path.basename(family_dir)] = budget
+    if headline:
+      # The campaign's headline table, also into the results page's headline block.
+      table = results.headline_markdown(headline)
+      print(files.atomic_write(os.path.join(FLAGS.results_dir, "headline.md"), table))
+      page = os.path.join(os.path.dirname(os.path.abspath(FLAGS.results_dir)), "RESULTS.md")
+      if os.path.exists(page):
+        with open(page) as f:
+          text = f.read()
+        try:
+          updated = results.with_headline(text, table)
+        except ValueError as e:
+          raise ValueError(f"{page}: {e}") from None
+        if updated != text:
+          print(files.atomic_write(page, updated))
     study_dir = os.path.join(FLAGS.results_dir, "relabel_study")
     for config, seeds in sorted(results.load_study_seeds(study_dir).items()):
       print(files.atomic_write(os.path.join(study_dir, f"{config}.md"),

@@ -282,3 +282,46 @@ def test_tasks_won_tied_and_lost_are_counted_by_the_paired_verdicts(tmp_path):
   assert "| 1,000 | 2 | -510.0 | -423.3 ± 0.0 | -390.0 ± 0.0 | 33.3 ± 0.0 | 3 / 2 / 1 |" in \
       budget_text
   assert "| s1 | 1,000 | 3 | -423.3 | -390.0 | 33.3 | 2 / 1 / 0 |" in budget_text
+
+
+def test_the_headline_takes_each_familys_half_budget_and_end_into_the_results_page(tmp_path):
+  """headline_markdown: per family the checkpoint nearest half its budget (35-65% of its last)
+  and the last; with_headline writes it between the page's markers, and nothing else."""
+  a, b = str(tmp_path / "a_paper"), str(tmp_path / "b_paper")
+  for seed in ("s0", "s1"):
+    _write(a, seed, {0: (-500, -400, -300), 3: (-520, -450, -460)}, 0.9)  # end: 1,000 steps
+  _milestone(a, "s0", 500, {0: (-450, -470), 3: (-480, -400)})
+  _milestone(a, "s1", 500, {0: (-430, -410), 3: (-470, -450)})
+  _milestone(a, "s0", 250, {0: (-490, -495)})  # 25%: not in the headline
+  _write(b, "s0", {1: (10, 100, 150)}, 0.9)
+  for root, seeds in ((a, ("s0", "s1")), (b, ("s0",))):  # the milestones' protocol
+    for seed in seeds:
+      path = os.path.join(root, seed, "eval", "results.json")
+      with open(path) as f:
+        end = json.load(f)
+      for entry in end["test_tasks"].values():
+        entry["protocol"] = {"seed": 0}
+      with open(path, "w") as f:
+        json.dump(end, f)
+  _milestone(b, "s0", 900, {1: (90, 80)})  # 90%: no half-budget row
+  tables = {os.path.basename(d): results.budget(results.load_budget(d)) for d in (a, b)}
+  text = results.headline_markdown(tables)
+  lines = text.splitlines()
+  assert lines[0].startswith("| family | env steps | seeds | standing still | MIER-wR |")
+  # a at 500: s0 wr -465, mier -435; s1 wr -450, mier -430 (worked out in
+  # test_mier_against_mier_wr_as_the_budget_grows); standing still (-500 - 520) / 2.
+  # a at 1,000: wr (-400 - 450) / 2 = -425 and mier (-300 - 460) / 2 = -380 in both seeds.
+  # b at 1,000: one task, wr 100, mier 150.
+  assert lines[2:] == [
+      "| a_paper | 500 | 2 | -510.0 | -457.5 ± 7.5 | -432.5 ± 2.5 | 25.0 ± 5.0 | 3 of 4 | – |",
+      "| a_paper | 1,000 | 2 | -510.0 | -425.0 ± 0.0 | -380.0 ± 0.0 | 45.0 ± 0.0 | 2 of 4 | – |",
+      "| b_paper | 1,000 | 1 | 10.0 | 100.0 | 150.0 | 50.0 | 1 of 1 | – |"]
+  page = "# Results\n\nBefore.\n\n" + results.HEADLINE_BEGIN + "\nold table\n" + \
+      results.HEADLINE_END + "\n\nAfter.\n"
+  written = results.with_headline(page, text)
+  assert written == ("# Results\n\nBefore.\n\n" + results.HEADLINE_BEGIN + "\n" + text +
+                     results.HEADLINE_END + "\n\nAfter.\n")
+  assert results.with_headline(written, text) == written
+  with pytest.raises(ValueError, match="no .*headline.* block"):
+    results.with_headline("# Results\n", text)
+  assert results.headline_markdown({}) == ""
