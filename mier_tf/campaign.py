@@ -97,6 +97,9 @@ EVALUATION_BINDINGS: Dict[str, List[str]] = {
     # 525k milestone (+29.5) but lost 3 of 4 on the 850k one (-18.3, where this setting is
     # level, -0.3) at three times the CPU (RESULTS.md, "Ant direction's first milestones").
     "ant_dir_ood_paper": _ALGORITHM_2,
+    # Ant negated joints keeps the release's too: on its 680k milestone no variant (half-real
+    # batches, four times the updates, the policy on MIER-wR's context) moved MIER off
+    # MIER-wR, 15 of 16 pairs tied (RESULTS.md, "Ant negated joints' first milestone").
     "ant_negjoints_paper": _ALGORITHM_2,
     "smoke": ["adapt_all_test_tasks.task_indices = [0]"],
 }
