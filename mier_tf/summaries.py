@@ -108,8 +108,10 @@ def write_mier_at_checkpoint(root_dir: str, results: dict, env_steps: int) -> Li
 def layout(test_task_names: Sequence[str]):
   """The Custom Scalars dashboard: MIER (eval/mier/), MIER-wR (eval/) and standing still
   (eval/standing_still/) on one chart against environment steps, for the mean over test
-  tasks and for each test task; and Algorithm 2's MIER against MIER-wR over relabeling
-  epochs (one line per relabeled task). TensorBoard colours the lines by run."""
+  tasks and for each test task; Algorithm 2's MIER against MIER-wR over relabeling epochs
+  (one line per relabeled task); and meta-training's learning curve on the training tasks
+  (MIER-wR's evaluations and the collection's episodes). TensorBoard colours the lines by
+  run."""
   from tensorboard.plugins.custom_scalar import layout_pb2  # pylint: disable=import-outside-toplevel
 
   def chart(title, *tag_names):
@@ -123,12 +125,18 @@ def layout(test_task_names: Sequence[str]):
               for i, name in enumerate(test_task_names)]
   relabeling = chart("MIER after each relabeling epoch, and the MIER-wR it started from",
                      tags.RELABEL_RETURN_MIER, tags.RELABEL_RETURN_MIER_WR)
+  training = chart("training tasks: MIER-wR evaluated, and the episodes meta-training "
+                   "collected each epoch (sampled actions; prior and adapted context)",
+                   tags.TRAIN_RETURN, tags.COLLECT_RETURN["prior"],
+                   tags.COLLECT_RETURN["adapted"])
   return layout_pb2.Layout(category=[
       layout_pb2.Category(title="Return of MIER (eval/mier), MIER-wR (eval) and standing still "
                           "(eval/standing_still) against env steps; higher is better",
                           chart=[mean] + per_task),
       layout_pb2.Category(title="Algorithm 2 (adapt/task_<i>) against relabeling epochs",
                           chart=[relabeling]),
+      layout_pb2.Category(title="Meta-training (eval) against env steps: return on the "
+                          "training tasks", chart=[training]),
   ])
 
 

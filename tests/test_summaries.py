@@ -109,13 +109,16 @@ def test_the_custom_scalars_layout_is_what_tensorboards_plugin_reads(tmp_path):
   layout = layout_pb2.Layout.FromString(tf.make_ndarray(value.tensor).item())
   charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
   assert charts["test task 1 (v=3.0)"] == ["^Eval_test_task/return_01$"]
+  training = next(tags_ for title, tags_ in charts.items() if title.startswith("training"))
+  assert training == [f"^{t}$" for t in (tags.TRAIN_RETURN, "Collect/return_prior_context",
+                                         "Collect/return_adapted_context")]
   mean = next(tags_ for title, tags_ in charts.items() if title.startswith("mean"))
   assert mean == [f"^{t}$" for t in (tags.TEST_RETURN_MIER, tags.TEST_RETURN_MIER_WR,
                                      tags.TEST_RETURN_MIER_WR_RELABELED,
                                      tags.TEST_STANDING_STILL)]
   # Every pattern names a tag of tags.py (the writers' one home).
   named = {v for k, v in vars(tags).items() if k.isupper() and isinstance(v, str)}
-  named |= {tags.test_task_return_tag(i) for i in range(2)}
+  named |= {tags.test_task_return_tag(i) for i in range(2)} | set(tags.COLLECT_RETURN.values())
   for patterns in charts.values():
     for pattern in patterns:
       assert any(re.fullmatch(pattern, t) for t in named), pattern
