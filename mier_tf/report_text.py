@@ -120,6 +120,13 @@ def evaluation_summary(report: dict, export_dir: str) -> str:
     lines.append(f"  mean over {len(tasks)}: {report['mean_return']:.1f}, "
                  f"{report['mean_standing_still']:.1f}, "
                  f"{_signed(report['mean_return'] - report['mean_standing_still'])}")
+  for entry in tasks:
+    if "reward_parts" in entry:
+      parts = entry["reward_parts"]
+      named = ", ".join(f"{key} {value:.1f}" for key, value in parts.items()
+                        if key not in ("return", "length"))
+      lines.append(f"  {entry['index']} reward parts (mean over the episodes): {named}; "
+                   f"return {parts['return']:.1f}, length {parts['length']:.0f}")
   videos = [e["video"] for e in tasks if "video" in e]
   if videos:
     lines.append(f"  videos: {os.path.dirname(videos[0])}/ ({len(videos)} GIFs)")

@@ -9,7 +9,9 @@ policy are the adaptation data, the export's `identify` gives the task's context
 deterministic episodes from the task's K start states give the return (their mean), beside
 standing still from the same start states. Every draw is seeded by (seed, split, task,
 episode): a task's numbers do not depend on which other tasks are evaluated.
-With --video_dir each task's first episode is also rendered to an animated GIF.
+With --video_dir each task's first episode is also rendered to an animated GIF; with
+--reward_parts each task's episodes are also split into the environment's reward parts
+(e.g. the ant's forward, ctrl, contact and survive: whether it walks or only stays up).
 Prints a summary per task and the mean; --json prints the report as JSON instead (the
 summary then goes to stderr).
 """
@@ -34,6 +36,9 @@ flags.DEFINE_enum("split", "test", ["train", "test"], "Which tasks of the family
 flags.DEFINE_list("tasks", None, "Task indices in the split (default: all).")
 flags.DEFINE_integer("seed", 0, "The protocol's seed (EvalProtocol.seed): start states and "
                      "exploration noise.")
+flags.DEFINE_bool("reward_parts", False, "Also split each task's episodes into the "
+                  "environment's reward parts (forward, ctrl, contact, survive...): where a "
+                  "return comes from.")
 flags.DEFINE_string("video_dir", None, "Also write an animated GIF of each task's MIER-wR "
                     "episode there (<split>_task_<i>.gif).")
 FLAGS = flags.FLAGS
@@ -50,7 +55,8 @@ def main(argv):
     except ValueError as e:
       raise cli.UsageError(str(e).replace("EvalProtocol.episodes", "--num_episodes")
                            .replace("EvalProtocol.adapt_steps", "--adapt_steps")) from None
-    report = evaluation.evaluate_export(export_dir, family, FLAGS.split, FLAGS.tasks, protocol)
+    report = evaluation.evaluate_export(export_dir, family, FLAGS.split, FLAGS.tasks, protocol,
+                                        reward_parts=FLAGS.reward_parts)
     if FLAGS.video_dir:
       from mier_tf import video  # pylint: disable=g-import-not-at-top
       for entry in report["tasks"]:

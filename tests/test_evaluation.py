@@ -172,6 +172,32 @@ def test_a_task_evaluates_the_same_alone_or_with_others(run_dir):
   assert together[1] != together[3]  # and the tasks do differ
 
 
+def test_reward_parts_split_the_protocols_own_episodes(run_dir):
+  """evaluate.py --reward_parts: the parts of the K protocol episodes add up to the returns
+  the protocol reports (the collector's, computed apart); cheetah velocity's parts are
+  -|x_vel - v| and -0.05 sum(a^2), both <= 0, and it never falls."""
+  from mier_tf import report_text  # pylint: disable=import-outside-toplevel
+  proc = subprocess.run([sys.executable, "scripts/evaluate.py", f"--root_dir={run_dir}",
+                         "--tasks=0,3", "--num_episodes=2", "--adapt_steps=20",
+                         "--reward_parts", "--json"],
+                        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  report = json.loads(proc.stdout[proc.stdout.index("{"):])
+  for entry in report["tasks"]:
+    parts = entry["reward_parts"]
+    assert sorted(parts) == ["ctrl", "forward", "length", "return"]
+    assert parts["return"] == pytest.approx(entry["return"], rel=1e-9, abs=1e-9)
+    assert parts["forward"] + parts["ctrl"] == pytest.approx(parts["return"], rel=1e-9)
+    assert parts["forward"] < 0 and parts["ctrl"] < 0 and parts["length"] == 200
+  summary = report_text.evaluation_summary(report, "X")
+  parts = report["tasks"][1]["reward_parts"]
+  assert (f"  3 reward parts (mean over the episodes): forward {parts['forward']:.1f}, "
+          f"ctrl {parts['ctrl']:.1f}; return {parts['return']:.1f}, length 200") in summary
+  assert "reward parts" not in report_text.evaluation_summary(
+      dict(report, tasks=[{k: v for k, v in e.items() if k != "reward_parts"}
+                          for e in report["tasks"]]), "X")
+
+
 def test_a_larger_budget_drops_mier_of_the_older_checkpoint(run_dir, tmp_path):
   # run_dir is a smoke run whose task 0 went through Algorithm 2: a copy grows.
   root = str(tmp_path / "grown")

@@ -234,6 +234,46 @@ class Evaluator:
     episodes'): for choices made on the task, such as Algorithm 2's guard. Returns [count]."""
     return self.episodes(actor, split, index, context, purpose=_GUARD, count=count)[0]
 
+  def reward_parts(self, actor: Actor, split: str, index: int,
+                   context: np.ndarray) -> Dict[str, float]:
+    """Step 3's K deterministic episodes with each reward split into the environment's parts
+    (the `reward_<part>` entries of its step info: forward, ctrl, contact, survive...), each
+    summed over an episode and averaged over the K, with "return" and "length" beside them.
+    The episodes are the protocol's (the same start states, the K stepped together as
+    `episodes` steps them), so "return" is the task's protocol return."""
+    p = self.protocol
+    k, horizon = p.episodes, self.family.max_episode_steps
+    task = self._task(split, index)
+    episode_envs = [self.family.make_env(task) for _ in range(k)]
+    try:
+      obs = np.stack([np.asarray(env.reset(seed=int(
+          p.rng(split, index, _EPISODE, e).integers(2**31 - 1)))[0], np.float32)
+                      for e, env in enumerate(episode_envs)])
+      contexts = repeat_context(context, k)
+      sums: List[Dict[str, float]] = [{"return": 0.0} for _ in range(k)]
+      lengths, running = [horizon] * k, [True] * k
+      actor.refresh()
+      for t in range(horizon):
+        actions = np.asarray(actor(np.concatenate([obs, contexts], axis=1)), np.float32)
+        for i, env in enumerate(episode_envs):
+          if not running[i]:  # an ended episode's row stays as it was
+            continue
+          next_obs, reward, terminated, truncated, info = env.step(actions[i])
+          sums[i]["return"] += float(reward)
+          for key, value in info.items():
+            if key.startswith("reward_"):
+              part = key[len("reward_"):]
+              sums[i][part] = sums[i].get(part, 0.0) + float(value)
+          obs[i] = np.asarray(next_obs, np.float32)
+          if terminated or truncated:
+            running[i], lengths[i] = False, t + 1
+    finally:
+      for env in episode_envs:
+        env.close()
+    parts = {key: float(np.mean([s.get(key, 0.0) for s in sums])) for key in sums[0]}
+    parts["length"] = float(np.mean(lengths))
+    return parts
+
   def evaluate_task(self, agent: EvalAgent, split: str, index: int) -> TaskEvaluation:
     """MIER-wR on one task: steps 1-3 with the agent's inner loop."""
     data = self.adaptation_data(agent, split, index)
@@ -336,7 +376,8 @@ def render_mier_vs_mier_wr(root_dir: str, family_name: str, task_index: int,
 
 def evaluate_export(export_dir: str, family_name: str, split: str = "test",
                     task_indices: Optional[Sequence] = None,
-                    protocol: Optional[EvalProtocol] = None) -> dict:
+                    protocol: Optional[EvalProtocol] = None,
+                    reward_parts: bool = False) -> dict:
   """MIER-wR under the protocol, from a run's export/agent SavedModel alone.
 
   Args:
@@ -345,11 +386,14 @@ def evaluate_export(export_dir: str, family_name: str, split: str = "test",
     split: "train" or "test".
     task_indices: indices into the split (default all).
     protocol: N, K and the seed (default `EvalProtocol()`).
+    reward_parts: also split each task's K episodes into the environment's reward parts
+      (`Evaluator.reward_parts`).
 
   Returns:
     {"family", "split", "protocol", "mean_return", "mean_standing_still",
     "tasks": [{"index", "task", "return" (mean of K), "returns" (each episode),
-    "standing_still" (mean), "standing_still_returns"}]}.
+    "standing_still" (mean), "standing_still_returns", and with reward_parts
+    "reward_parts": {part: mean over the K of its sum over an episode, "return", "length"}}]}.
   """
   family = envs.get_task_family(family_name)
   agent = ExportAgent(export_dir)
@@ -369,6 +413,9 @@ def evaluate_export(export_dir: str, family_name: str, split: str = "test",
                     "return": result.mean, "returns": [float(r) for r in result.returns],
                     "standing_still": float(still.mean()),
                     "standing_still_returns": [float(r) for r in still]})
+    if reward_parts:
+      entries[-1]["reward_parts"] = evaluator.reward_parts(agent.greedy_actor(), split, i,
+                                                           result.context)
   evaluator.close()
   return {"family": family_name, "split": split, "protocol": evaluator.protocol.describe(),
           "mean_return": float(np.mean([e["return"] for e in entries])),
