@@ -262,6 +262,38 @@ def test_the_agent_export_acts_as_the_policy_and_identifies_as_the_inner_loop(ru
     gin.clear_config()
 
 
+def test_a_milestone_keeps_its_checkpoints_export_and_evaluate_py_reads_it(tmp_path):
+  """meta_train.milestones: ROOT/milestones/step_<n>/ opens as a run (its checkpoint and the
+  run's identity files) and holds the export of that checkpoint, not of the run's end."""
+  root = str(tmp_path / "run")
+  _train(root, "meta_train.milestones=(0.5,)")  # 2 epochs: the milestone after the first
+  (milestone,) = meta_train.milestone_dirs(root)
+  for name in ("run.json", "run_config.gin", "operative_config.gin", "export/agent",
+               "export/policy", "export/model"):
+    assert os.path.exists(os.path.join(milestone, name)), name
+  run = _restored(milestone)
+  try:
+    assert f"step_{int(run.env_steps.numpy())}" == os.path.basename(milestone)
+    assert run.env_steps.numpy() < _results(root)["env_steps"]
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(5, 17)).astype(np.float32)
+    ctx = rng.normal(size=(5, 5)).astype(np.float32)
+    greedy = NumpyActor.of_agent(run.agent, deterministic=True)(np.concatenate([obs, ctx], 1))
+    act = lambda export: evaluation.ExportAgent(export).loaded.signatures["act"](
+        observation=obs, context=ctx)["action"].numpy()
+    np.testing.assert_allclose(act(os.path.join(milestone, "export")), greedy, atol=1e-5)
+    assert np.abs(act(os.path.join(root, "export")) - greedy).max() > 1e-3  # trained on
+  finally:
+    gin.clear_config()
+  proc = subprocess.run([sys.executable, "scripts/evaluate.py", f"--root_dir={milestone}",
+                         "--tasks=0", "--num_episodes=2", "--adapt_steps=20", "--json"],
+                        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  (entry,) = json.loads(proc.stdout[proc.stdout.index("{"):])["tasks"]
+  assert entry["index"] == 0 and len(entry["returns"]) == 2
+  assert np.all(np.isfinite(entry["returns"]))
+
+
 def test_the_agent_export_loads_with_tensorflow_alone(run_dir, tmp_path):
   """A fresh process in which tf_agents and mier_tf cannot be imported identifies and acts."""
   script = textwrap.dedent(f"""

@@ -228,3 +228,22 @@ def test_collection_returns_are_the_finished_episodes_reward_sums_logged_at_env_
   steps, values = scalars[tags.COLLECT_RETURN["prior"]]
   np.testing.assert_array_equal(steps, [step])
   np.testing.assert_allclose(values, [means["prior"]], rtol=1e-5)
+
+
+def test_a_milestone_whose_export_fails_keeps_its_checkpoint_and_training_goes_on(
+    small_run, monkeypatch, caplog):
+  """A failed export (a full disk, say) leaves the milestone without export/ but whole: the
+  checkpoint is what it is for, and a resumed run would otherwise fail there again."""
+  run = small_run()
+  run.checkpointer.save(run.rng, run.host_state())
+
+  def broken(_, export_dir):
+    os.makedirs(os.path.join(export_dir, "agent"))  # half written, then the failure
+    raise OSError("No space left on device")
+
+  monkeypatch.setattr(meta_train, "_export", broken)
+  milestone = meta_train.save_milestone(run)
+  assert meta_train.milestone_dirs(run.root_dir) == [milestone]
+  assert "export" not in os.listdir(milestone)
+  assert any(n.startswith("ckpt-") for n in os.listdir(os.path.join(milestone, "checkpoints")))
+  assert "kept without export/ (OSError: No space left on device)" in caplog.text

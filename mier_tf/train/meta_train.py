@@ -667,7 +667,10 @@ def milestone_dirs(root_dir: str) -> list:
 def save_milestone(run: MetaTrainingRun) -> str:
   """Keeps the run's latest checkpoint in ROOT/milestones/step_<env_steps>/ (hard links; the
   directory appears whole, by one rename), with the run's identity files, so that it opens
-  as a run directory of its own. Returns the directory."""
+  as a run directory of its own, and its export/ (the policy, model and agent SavedModels, as
+  at a run's end), so that `scripts/evaluate.py --root_dir` reads it. Called right after the
+  checkpoint is saved (or restored), so the export is that checkpoint's. Returns the
+  directory."""
   target = os.path.join(run.root_dir, MILESTONES, f"step_{int(run.env_steps.numpy())}")
   if os.path.isdir(target):
     return target
@@ -692,6 +695,15 @@ def save_milestone(run: MetaTrainingRun) -> str:
   for name in _COPIED_FILES:
     if os.path.exists(os.path.join(run.root_dir, name)):
       shutil.copy(os.path.join(run.root_dir, name), os.path.join(tmp, name))
+  try:
+    _export(run, os.path.join(tmp, "export"))
+  except Exception as e:  # pylint: disable=broad-except
+    # The checkpoint is what a milestone is for: a failed export must not stop training
+    # (a resumed run would fail here again, before its next epoch).
+    logging.warning("Milestone at %d env steps kept without export/ (%s: %s): its "
+                    "checkpoint is whole (scripts/adapt.py reads it)",
+                    int(run.env_steps.numpy()), type(e).__name__, e)
+    shutil.rmtree(os.path.join(tmp, "export"), ignore_errors=True)
   os.rename(tmp, target)
   logging.info("Milestone at %d env steps kept in %s", int(run.env_steps.numpy()), target)
   return target
