@@ -108,6 +108,15 @@ def _project_configurable(name: str, packages: Sequence[str] = ("mier_tf",)) -> 
   return match is not None and match.module.split(".")[0] in packages
 
 
+def run_config(root_dir: str, accepted: str = "a run of scripts/train.py") -> str:
+  """ROOT/operative_config.gin of a run directory, or a UsageError naming it and what
+  --root_dir must be (`accepted`)."""
+  config = os.path.join(root_dir, "operative_config.gin")
+  if not os.path.isfile(config):
+    raise UsageError(f"{config} not found: --root_dir must be {accepted}")
+  return config
+
+
 def parse_run_config(path: str, gin_bindings: Sequence[str] = ()) -> None:
   """Parses a run's saved gin config as data: bindings of mier_tf's own configurables only.
 

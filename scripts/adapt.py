@@ -33,9 +33,7 @@ def main(argv):
   from mier_tf.train import adapt_ood, job, run_dir  # noqa: F401  pylint: disable=g-import-not-at-top
   root_dir = os.path.abspath(FLAGS.root_dir)
   with cli.one_line_errors():
-    config = os.path.join(root_dir, "operative_config.gin")
-    if not os.path.isfile(config):
-      raise cli.UsageError(f"{config} not found: --root_dir must be a run of scripts/train.py")
+    config = cli.run_config(root_dir)
     bindings = list(FLAGS.gin_bindings)
     if FLAGS.seed is not None:
       bindings.append(f"adapt_ood.seed = {FLAGS.seed}")

@@ -294,6 +294,37 @@ def test_a_milestone_keeps_its_checkpoints_export_and_evaluate_py_reads_it(tmp_p
   assert np.all(np.isfinite(entry["returns"]))
 
 
+def test_export_py_writes_the_checkpoints_export_again(smoke_run_source, tmp_path):
+  """scripts/export.py: the export of a run's last checkpoint is the one meta-training wrote
+  at its end (the same actions); an existing export/ is replaced only with --overwrite."""
+  from conftest import copy_run  # pylint: disable=import-outside-toplevel
+  root = copy_run(smoke_run_source, tmp_path / "run")
+  shutil.move(os.path.join(root, "export"), str(tmp_path / "original"))
+  command = [sys.executable, "scripts/export.py", f"--root_dir={root}"]
+  run = lambda *extra: subprocess.run(command + list(extra), cwd=REPO, env=ENV,
+                                      capture_output=True, text=True, timeout=600)
+  proc = run()
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.startswith(f"{root}/export: agent, policy, collect_policy and model")
+  rng = np.random.default_rng(0)
+  obs = rng.normal(size=(5, 17)).astype(np.float32)
+  ctx = rng.normal(size=(5, 5)).astype(np.float32)
+  act = lambda export: evaluation.ExportAgent(export).loaded.signatures["act"](
+      observation=obs, context=ctx)["action"].numpy()
+  np.testing.assert_array_equal(act(os.path.join(root, "export")),
+                                act(str(tmp_path / "original")))
+  for name in ("policy", "collect_policy", "model"):
+    assert os.path.exists(os.path.join(root, "export", name, "saved_model.pb")), name
+  again = run()
+  assert again.returncode != 0
+  assert again.stderr.strip().splitlines()[-1].endswith(
+      f"{root}/export exists; --overwrite replaces it")
+  assert run("--overwrite").returncode == 0
+  missing = subprocess.run([sys.executable, "scripts/export.py", f"--root_dir={tmp_path}"],
+                           cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+  assert missing.returncode != 0 and "operative_config.gin not found" in missing.stderr
+
+
 def test_the_agent_export_loads_with_tensorflow_alone(run_dir, tmp_path):
   """A fresh process in which tf_agents and mier_tf cannot be imported identifies and acts."""
   script = textwrap.dedent(f"""

@@ -241,7 +241,7 @@ def test_a_milestone_whose_export_fails_keeps_its_checkpoint_and_training_goes_o
     os.makedirs(os.path.join(export_dir, "agent"))  # half written, then the failure
     raise OSError("No space left on device")
 
-  monkeypatch.setattr(meta_train, "_export", broken)
+  monkeypatch.setattr(meta_train, "export_run", broken)
   milestone = meta_train.save_milestone(run)
   assert meta_train.milestone_dirs(run.root_dir) == [milestone]
   assert "export" not in os.listdir(milestone)

@@ -615,7 +615,7 @@ def meta_train(
       bar.set_postfix(postfix)
       # Before the checkpoint: a kill between the two redoes the epoch and its export.
       if export_interval is not None and epoch % export_interval == 0:
-        _export(run, os.path.join(root_dir, "export", f"step_{int(run.env_steps.numpy())}"))
+        export_run(run, os.path.join(root_dir, "export", f"step_{int(run.env_steps.numpy())}"))
       if epoch % checkpoint_interval == 0 or last or epoch in milestone_epochs:
         run.checkpointer.save(run.rng, run.host_state())
         write_progress(run, planned, max_env_steps, time.perf_counter() - started,
@@ -696,7 +696,7 @@ def save_milestone(run: MetaTrainingRun) -> str:
     if os.path.exists(os.path.join(run.root_dir, name)):
       shutil.copy(os.path.join(run.root_dir, name), os.path.join(tmp, name))
   try:
-    _export(run, os.path.join(tmp, "export"))
+    export_run(run, os.path.join(tmp, "export"))
   except Exception as e:  # pylint: disable=broad-except
     # The checkpoint is what a milestone is for: a failed export must not stop training
     # (a resumed run would fail here again, before its next epoch).
@@ -717,10 +717,10 @@ def finish_run(run: MetaTrainingRun, export_at_end: bool) -> None:
   # A resumed run with nothing left to train keeps its export (a kill before it: write it).
   if export_at_end and (run.epochs_run or not os.path.exists(
       os.path.join(export_dir, "model", "saved_model.pb"))):
-    _export(run, export_dir)
+    export_run(run, export_dir)
 
 
-def _export(run: MetaTrainingRun, export_dir: str) -> None:
+def export_run(run: MetaTrainingRun, export_dir: str) -> None:
   """The policy and model SavedModels of the run as it stands, in export_dir."""
   export.export_policy(run.agent, export_dir)
   export.export_model(run.model, export_dir, run.inner)
