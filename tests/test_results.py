@@ -91,6 +91,18 @@ def test_per_block_nlls_of_each_seed(tmp_path):
   assert "| s0 | 0.900 | 25.8 | 640.7 → -16.1 | 20.66 → -0.87 |" in text
 
 
+def _with_protocol(root, seeds):
+  """The ends' tasks carry the protocol a milestone's standing still is matched on."""
+  for seed in seeds:
+    path = os.path.join(root, seed, "eval", "results.json")
+    with open(path) as f:
+      end = json.load(f)
+    for entry in end["test_tasks"].values():
+      entry["protocol"] = {"seed": 0}
+    with open(path, "w") as f:
+      json.dump(end, f)
+
+
 def _milestone(root, seed, step, tasks):
   """A milestone's results as Algorithm 2 writes them: no standing still of its own."""
   path = os.path.join(root, seed, results.MILESTONES, f"step_{step}", "eval")
@@ -107,15 +119,7 @@ def test_mier_against_mier_wr_as_the_budget_grows(tmp_path):
     _write(root, seed, {0: (-500, -400, -300), 3: (-520, -450, -460)}, 0.9)  # at 1,000 steps
     for entry in results.load_runs(root)[seed]["test_tasks"].values():
       assert "protocol" not in entry
-  # The ends' tasks carry the protocol the milestones' standing still is matched on.
-  for seed in ("s0", "s1"):
-    path = os.path.join(root, seed, "eval", "results.json")
-    with open(path) as f:
-      end = json.load(f)
-    for entry in end["test_tasks"].values():
-      entry["protocol"] = {"seed": 0}
-    with open(path, "w") as f:
-      json.dump(end, f)
+  _with_protocol(root, ("s0", "s1"))
   _milestone(root, "s0", 500, {0: (-450, -470), 3: (-480, -400)})
   _milestone(root, "s1", 500, {0: (-430, -410), 3: (-470, -450)})
   _milestone(root, "s0", 250, {0: (-490, -495)})  # one seed, one task so far
@@ -294,15 +298,8 @@ def test_the_headline_takes_each_familys_half_budget_and_end_into_the_results_pa
   _milestone(a, "s1", 500, {0: (-430, -410), 3: (-470, -450)})
   _milestone(a, "s0", 250, {0: (-490, -495)})  # 25%: not in the headline
   _write(b, "s0", {1: (10, 100, 150)}, 0.9)
-  for root, seeds in ((a, ("s0", "s1")), (b, ("s0",))):  # the milestones' protocol
-    for seed in seeds:
-      path = os.path.join(root, seed, "eval", "results.json")
-      with open(path) as f:
-        end = json.load(f)
-      for entry in end["test_tasks"].values():
-        entry["protocol"] = {"seed": 0}
-      with open(path, "w") as f:
-        json.dump(end, f)
+  _with_protocol(a, ("s0", "s1"))
+  _with_protocol(b, ("s0",))
   _milestone(b, "s0", 900, {1: (90, 80)})  # 90%: no half-budget row
   tables = {os.path.basename(d): results.budget(results.load_budget(d)) for d in (a, b)}
   text = results.headline_markdown(tables)
