@@ -11,8 +11,9 @@ time the campaign starts; a finished one says so and changes nothing. `start` ma
 any number of times: while a supervisor holds RUNS/campaign.lock, it does nothing.
 
 `scripts/campaign.py status` shows each run's family, seed, samples done, ETA, milestones
-kept, and whether its results are committed in docs/results/<config>/s<seed>/ (yes, no, or
-stale: the run here finished with other results).
+kept, and whether its results are committed in docs/results/<config>/s<seed>/ (yes, no,
+milestones: those evaluated so far of a run still training, or stale: the run here finished
+with other results).
 """
 import ast
 import dataclasses
@@ -410,10 +411,13 @@ def committed_dir(name: str, run: CampaignRun) -> str:
 def committed_state(name: str, run: CampaignRun, runs_dir: str) -> str:
   """Whether the run's end results are committed: "yes", "no", or "stale" when the run here
   has finished with results other than the committed ones (an earlier run's, or an earlier
-  Algorithm 2's). A milestone saved before the end does not count."""
+  Algorithm 2's). Milestones saved before the end (a run still training) are "milestones"."""
   committed = _read_json(os.path.join(committed_dir(name, run), "eval", "results.json"))
   if committed is None:
-    return "no"
+    saved = os.path.join(committed_dir(name, run), "milestones")
+    return "milestones" if os.path.isdir(saved) and any(
+        os.path.exists(os.path.join(saved, m, "eval", "results.json"))
+        for m in os.listdir(saved)) else "no"
   here = (_read_json(os.path.join(runs_dir, run.name, "eval", "results.json"))
           if is_finished(run, runs_dir) else None)
   return "stale" if here is not None and here != committed else "yes"
@@ -458,7 +462,7 @@ def format_status(name: str, runs_dir: str, rows: List[dict]) -> str:
            (f"supervisor running (PID {pid})" if pid else "no supervisor running "
             "(scripts/campaign.py start)"),
            f"{'run':32} {'samples done':>24} {'ETA h':>6} {'milestones':>18} "
-           f"{'evaluated':>18}  {'committed':9}  state"]
+           f"{'evaluated':>18}  {'committed':10}  state"]
   for r in rows:
     done = ("-" if r["env_steps"] is None else
             f"{r['env_steps']:,} / " + (f"{r['max_env_steps']:,}" if r["max_env_steps"] else "-"))
@@ -466,7 +470,7 @@ def format_status(name: str, runs_dir: str, rows: List[dict]) -> str:
     ms = ",".join(f"{m // 1000}k" for m in r["milestones"]) or "-"
     ev = ",".join(f"{m // 1000}k" for m in r["evaluated"]) or "-"
     lines.append(f"{r['run']:32} {done:>24} {eta:>6} {ms:>18} {ev:>18}  "
-                 f"{r['committed']:9}  {r['state']}")
+                 f"{r['committed']:10}  {r['state']}")
   lines.append("ETA: of one run alone on its core, from its last epochs' pace; samples are "
                "meta-training environment steps (the paper's budget: 1.5M, ant_negjoints 2.5M); "
                "evaluated: checkpoints with MIER-wR and MIER (Algorithm 2) done.")

@@ -57,7 +57,23 @@ def save_run(root_dir: str, out_dir: str, train_points: int = 200) -> List[str]:
   `train_points` evenly spaced steps; and for each milestone whose evaluation completed,
   milestones/step_<N>/eval/results.json and evaluated.json.
   `plot_runs` reads such a directory as it reads the run.
+
+  A campaign's run still training is saved too, once a milestone's evaluation completed (a
+  machine lost mid-campaign then loses no evaluated milestone): its milestones, scalars and
+  config, no eval/results.json. Raises FileNotFoundError if root_dir has neither an end nor an
+  evaluated milestone, and ValueError if it has no end but out_dir holds one (another run's).
   """
+  evaluated = sorted(m for m in glob.glob(os.path.join(root_dir, results_lib.MILESTONES,
+                                                        "step_*"))
+                     if os.path.exists(os.path.join(m, "evaluated.json")))
+  if not os.path.exists(os.path.join(root_dir, "eval", "results.json")):
+    if not evaluated:
+      raise FileNotFoundError(f"{root_dir} has no eval/results.json and no evaluated "
+                              "milestone: neither a finished run of scripts/train.py nor a "
+                              "campaign's run with a milestone evaluated")
+    if os.path.exists(os.path.join(out_dir, "eval", "results.json")):
+      raise ValueError(f"{out_dir} holds a finished run's eval/results.json, and {root_dir} "
+                       "has not finished: save it there at its end, or choose another out_dir")
   os.makedirs(os.path.join(out_dir, "eval"), exist_ok=True)
   written = []
   for name in ("eval/results.json", "operative_config.gin"):
@@ -82,9 +98,7 @@ def save_run(root_dir: str, out_dir: str, train_points: int = 200) -> List[str]:
   written.append(os.path.join(out_dir, SAVED_SCALARS))
   # A campaign's milestones whose evaluation completed (evaluated.json, written by the
   # supervisor): their results and the Algorithm 2 settings they were evaluated with.
-  for milestone in sorted(glob.glob(os.path.join(root_dir, results_lib.MILESTONES, "step_*"))):
-    if not os.path.exists(os.path.join(milestone, "evaluated.json")):
-      continue
+  for milestone in evaluated:
     target = os.path.join(out_dir, os.path.relpath(milestone, root_dir))
     os.makedirs(os.path.join(target, "eval"), exist_ok=True)
     for name in ("eval/results.json", "evaluated.json"):
@@ -274,8 +288,9 @@ def plot_budget(family_dir: str, out_dir: Optional[str] = None,
 
   for key, name, color in (("mier_wr", "MIER-wR", "tab:blue"), ("mier", "MIER", "tab:orange")):
     seeds_and_mean(axes[0], key, color, name)
-  still = np.mean([np.mean(s["standing_still"]) for s in table["steps"]])
-  axes[0].axhline(still, color="grey", ls="--", lw=1, label="standing still")
+  stills = [v for s in table["steps"] for v in s["standing_still"] if v is not None]
+  if stills:
+    axes[0].axhline(np.mean(stills), color="grey", ls="--", lw=1, label="standing still")
   if table["oracle_long"] is not None:
     axes[0].axhline(table["oracle_long"], color="black", ls=":", lw=1.2,
                     label="oracle (SAC from scratch, 50k steps)")

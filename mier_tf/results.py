@@ -61,25 +61,44 @@ MILESTONES = "milestones"
 
 def load_budget(family_dir: str) -> Dict[str, Dict[int, dict]]:
   """seed folder name -> {env steps: results.json} of every evaluated checkpoint of the seed:
-  its milestones (<seed>/milestones/step_<N>/eval/results.json) and its end.
+  its milestones (<seed>/milestones/step_<N>/eval/results.json) and its end, where it has one
+  (a run still training is saved with its evaluated milestones alone: `plotting.save_run`).
 
   A milestone's evaluation (Algorithm 2 alone) does not roll out standing still: a task's
   standing still is the end's, on the same task and episodes (same protocol), as it does
-  not depend on the checkpoint.
+  not depend on the checkpoint; before the end, the task's reference (references/, one
+  zero-action episode of the same task), marked "standing_still_from": "reference".
   """
+  ends = {os.path.basename(os.path.dirname(os.path.dirname(p))): files.read_json(p)
+          for p in glob.glob(os.path.join(family_dir, "*", "eval", "results.json"))}
+  seeds = set(ends) | {os.path.relpath(p, family_dir).split(os.sep)[0] for p in glob.glob(
+      os.path.join(family_dir, "*", MILESTONES, "step_*", "eval", "results.json"))}
+  if not seeds:
+    raise FileNotFoundError(f"no <seed>/eval/results.json nor <seed>/{MILESTONES}/step_<N>/"
+                            f"eval/results.json under {family_dir}")
+  references = load_references(family_dir)
   budget_runs: Dict[str, Dict[int, dict]] = {}
-  for seed, end in load_runs(family_dir).items():
-    checkpoints = {int(end.get("env_steps", 0)): end}
+  for seed in sorted(seeds):
+    end = ends.get(seed)
+    checkpoints = {} if end is None else {int(end.get("env_steps", 0)): end}
     for path in glob.glob(os.path.join(family_dir, seed, MILESTONES, "step_*", "eval",
                                        "results.json")):
       step = os.path.basename(os.path.dirname(os.path.dirname(path)))[len("step_"):]
       result = files.read_json(path)
       for i, entry in result.get("test_tasks", {}).items():
-        at_end = end.get("test_tasks", {}).get(i, {})
-        if ("standing_still" not in entry and "standing_still" in at_end
-            and entry.get("protocol") == at_end.get("protocol")):
+        if "standing_still" in entry:
+          continue
+        at_end = (end or {}).get("test_tasks", {}).get(i, {})
+        if "standing_still" in at_end and entry.get("protocol") == at_end.get("protocol"):
           entry["standing_still"] = at_end["standing_still"]
+        elif end is None and "standing_still" in references.get(int(i), {}):
+          entry["standing_still"] = _reference(references, int(i), entry["task"])[
+              "standing_still"]
+          entry["standing_still_from"] = "reference"
+      result["end"] = False
       checkpoints[int(step)] = result
+    if end is not None:
+      end["end"] = True
     budget_runs[seed] = dict(sorted(checkpoints.items()))
   return budget_runs
 
@@ -107,11 +126,16 @@ def budget(budget_runs: Dict[str, Dict[int, dict]],
       mier = np.array([e["mier"] for e in tasks.values()])
       rows.append({"seed": seed, "env_steps": env_steps, "tasks": len(tasks),
                    "context_steps": context_steps(tasks.values()),
-                   "standing_still": float(np.mean([e["standing_still"]
-                                                    for e in tasks.values()])),
+                   "standing_still": _mean_or_none([e.get("standing_still")
+                                                    for e in tasks.values()]),
+                   "end": bool(result.get("end", True)),
                    "mier_wr": float(wr.mean()), "mier": float(mier.mean()),
                    "gain": float((mier - wr).mean()), "wins": int((mier > wr).sum()),
                    "verdicts": paired_verdicts(tasks.values())})
+  finished = {seed for seed, checkpoints in budget_runs.items()
+              if any(r.get("end", True) for r in checkpoints.values())}
+  for row in rows:
+    row["training"] = row["seed"] not in finished
   steps = []
   # Seeds are averaged only where Algorithm 2 took the same context steps (a campaign's
   # bindings can change between seeds; a seed whose checkpoints are gone keeps its own).
@@ -122,7 +146,7 @@ def budget(budget_runs: Dict[str, Dict[int, dict]],
                   "seeds": [r["seed"] for r in at],
                   **{k: [r[k] for r in at] for k in ("standing_still", "mier_wr", "mier",
                                                      "gain", "wins", "tasks",
-                                                     "verdicts")}})
+                                                     "verdicts", "end")}})
   longs = []
   for i, task in sorted(relabeled):
     value, _ = _long_oracle(_reference(references, i, task))
@@ -131,6 +155,18 @@ def budget(budget_runs: Dict[str, Dict[int, dict]],
   return {"rows": rows, "steps": steps,
           "oracle_long": float(np.mean(longs)) if longs else None,
           "oracle_tasks": len(longs), "relabeled_tasks": len(relabeled)}
+
+
+def _mean_or_none(values) -> Optional[float]:
+  """The mean of the values that are not None; None if none is."""
+  values = [v for v in values if v is not None]
+  return float(np.mean(values)) if values else None
+
+
+def _still_cell(values) -> str:
+  """A table's standing still cell: the mean of the seeds that have one, – if none has."""
+  mean = _mean_or_none(values)
+  return "–" if mean is None else f"{mean:.1f}"
 
 
 def paired_verdicts(entries) -> Optional[List[int]]:
@@ -175,18 +211,23 @@ def budget_markdown(table: dict) -> str:
   for s in table["steps"]:
     count = cell(s["verdicts"], sum(s["wins"]), sum(s["tasks"]))
     lines.append(f"| {s['env_steps']:,}{context(s)} | {len(s['seeds'])} | "
-                 f"{np.mean(s['standing_still']):.1f} "
+                 f"{_still_cell(s['standing_still'])} "
                  f"| {_mean_std(s['mier_wr'])} | {_mean_std(s['mier'])} | {_mean_std(s['gain'])} "
                  f"| {count} |")
   if table["oracle_long"] is not None:
     lines += ["", f"Oracle (SAC from scratch, 50k steps on each task), mean over "
               f"{table['oracle_tasks']} of the {table['relabeled_tasks']} relabeled tasks: "
               f"{table['oracle_long']:.1f}."]
+  if any(r["training"] for r in table["rows"]):
+    lines += ["", "A seed marked (training) is still meta-training: its evaluated milestones "
+              "so far, and the standing still of the references (one zero-action episode per "
+              "task) until its end's own."]
   lines += ["", f"| seed | env steps{head} | tasks | MIER-wR | MIER | MIER − MIER-wR "
             f"| {won} |", "| --- " * (7 + mixed) + "|"]
   for r in table["rows"]:
     count = cell([r["verdicts"]], r["wins"], r["tasks"])
-    lines.append(f"| {r['seed']} | {r['env_steps']:,}{context(r)} | {r['tasks']} | "
+    lines.append(f"| {r['seed']}{' (training)' * r['training']} | "
+                 f"{r['env_steps']:,}{context(r)} | {r['tasks']} | "
                  f"{r['mier_wr']:.1f} | "
                  f"{r['mier']:.1f} | {r['gain']:.1f} | {count} |")
   return "\n".join(lines) + "\n"
@@ -199,8 +240,9 @@ HEADLINE_END = "<!-- /headline -->"
 def headline_markdown(tables: Dict[str, dict]) -> str:
   """The campaign's headline: per family (name -> its `budget` table), MIER against MIER-wR
   at the evaluated checkpoint nearest half its budget (35-65% of its last) and at its last,
-  with the references. Where seeds were evaluated there with different context steps, the
-  row of the most seeds."""
+  with the references; a family none of whose seeds has finished, at its last milestone
+  alone, marked (training). Where seeds were evaluated there with different context steps,
+  the row of the most seeds."""
   rows = []
   for name, table in sorted(tables.items()):
     by_steps = {}
@@ -211,20 +253,24 @@ def headline_markdown(tables: Dict[str, dict]) -> str:
       continue
     end = max(by_steps)
     halves = [k for k in by_steps if 0.35 * end <= k <= 0.65 * end]
+    if all(r["training"] for r in table["rows"]):
+      halves = []  # no seed has reached its budget: its last milestone alone
     chosen = ([min(halves, key=lambda k: abs(k - end / 2))] if halves else []) + [end]
-    rows += [(name, by_steps[k], table) for k in chosen]
+    rows += [(name, by_steps[k], table, k == end and not any(by_steps[k]["end"]))
+             for k in chosen]
   if not rows:
     return ""
-  won, cell = _won_column([r for _, _, t in rows for r in t["rows"]])
+  won, cell = _won_column([r for _, _, t, _ in rows for r in t["rows"]])
   lines = [f"| family | env steps | seeds | standing still | MIER-wR | MIER | MIER − MIER-wR "
            f"| {won} | SAC from scratch, 50k steps |", "| --- " * 9 + "|"]
-  for name, s, table in rows:
+  for name, s, table, training in rows:
     oracle = "–" if table["oracle_long"] is None else (
         f"{table['oracle_long']:.1f}" + (
             "" if table["oracle_tasks"] == table["relabeled_tasks"]
             else f" ({table['oracle_tasks']} of {table['relabeled_tasks']} tasks)"))
-    lines.append(f"| {name} | {s['env_steps']:,} | {len(s['seeds'])} | "
-                 f"{np.mean(s['standing_still']):.1f} | {_mean_std(s['mier_wr'])} | "
+    lines.append(f"| {name} | {s['env_steps']:,}{' (training)' * training} | "
+                 f"{len(s['seeds'])} | "
+                 f"{_still_cell(s['standing_still'])} | {_mean_std(s['mier_wr'])} | "
                  f"{_mean_std(s['mier'])} | {_mean_std(s['gain'])} | "
                  f"{cell(s['verdicts'], sum(s['wins']), sum(s['tasks']))} | {oracle} |")
   return "\n".join(lines) + "\n"

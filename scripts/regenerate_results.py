@@ -33,9 +33,13 @@ FLAGS = flags.FLAGS
 
 
 def family_dirs(results_dir: str) -> list:
-  """The folders directly under results_dir that hold <seed>/eval/results.json."""
-  return sorted({os.path.dirname(os.path.dirname(os.path.dirname(p))) for p in glob.glob(
-      os.path.join(results_dir, "*", "*", "eval", "results.json"))})
+  """The folders directly under results_dir that hold <seed>/eval/results.json (a run's end)
+  or <seed>/milestones/step_<N>/eval/results.json (a run still training)."""
+  ends = glob.glob(os.path.join(results_dir, "*", "*", "eval", "results.json"))
+  milestones = glob.glob(os.path.join(results_dir, "*", "*", "milestones", "step_*", "eval",
+                                      "results.json"))
+  return sorted({os.path.join(results_dir, os.path.relpath(p, results_dir).split(os.sep)[0])
+                 for p in ends + milestones})
 
 
 def main(argv):
@@ -49,20 +53,23 @@ def main(argv):
       raise FileNotFoundError(f"no <family>/<seed>/eval/results.json under {FLAGS.results_dir}")
     headline = {}
     for family_dir in families:
-      runs = results.load_runs(family_dir)
-      seeds = [os.path.join(family_dir, seed) for seed in sorted(runs)]
-      if all(os.path.exists(os.path.join(s, "scalars.json")) for s in seeds):
-        for path in plotting.plot_runs(seeds, family_dir):
-          print(path)
       references = results.load_references(family_dir)
-      table = results.markdown(results.comparison(runs, references))
-      print(files.atomic_write(os.path.join(family_dir, "table.md"), table))
+      # Runs still training (evaluated milestones alone) are in the budget's tables only.
+      if glob.glob(os.path.join(family_dir, "*", "eval", "results.json")):
+        runs = results.load_runs(family_dir)
+        seeds = [os.path.join(family_dir, seed) for seed in sorted(runs)]
+        if all(os.path.exists(os.path.join(s, "scalars.json")) for s in seeds):
+          for path in plotting.plot_runs(seeds, family_dir):
+            print(path)
+        table = results.markdown(results.comparison(runs, references))
+        print(files.atomic_write(os.path.join(family_dir, "table.md"), table))
       budget_runs = results.load_budget(family_dir)
       algorithm2 = results.algorithm2_markdown(budget_runs)
       if algorithm2:
         print(files.atomic_write(os.path.join(family_dir, "algorithm2.md"), algorithm2))
       budget = results.budget(budget_runs, references)
-      if len(budget["steps"]) > 1:  # a campaign's family: milestones evaluated
+      # A campaign's family: milestones evaluated (or a run still training, saved with them).
+      if len(budget["steps"]) > 1 or any(r["training"] for r in budget["rows"]):
         print(files.atomic_write(os.path.join(family_dir, "budget.md"),
                                  results.budget_markdown(budget)))
         for path in plotting.plot_budget(family_dir, table=budget):

@@ -3,7 +3,9 @@
     python scripts/save_run.py --root_dir=runs/x --out_dir=docs/results/cheetah_vel_hard_cpu/s0
 
 Writes OUT/eval/results.json, OUT/operative_config.gin and OUT/scalars.json (every eval and
-relabeling scalar; training scalars at 200 evenly spaced steps). `scripts/plot.py` takes
+relabeling scalar; training scalars at 200 evenly spaced steps), and a campaign's evaluated
+milestones; a campaign's run still training is saved with its evaluated milestones alone (no
+eval/results.json), so they outlive the machine. `scripts/plot.py` takes
 OUT as a --root_dir, so the figures can be drawn again from the saved files alone.
 """
 import os
@@ -25,11 +27,13 @@ def main(argv):
   del argv
   from mier_tf import plotting  # pylint: disable=g-import-not-at-top
   with cli.one_line_errors():
-    if not os.path.exists(os.path.join(FLAGS.root_dir, "eval", "results.json")):
-      raise cli.UsageError(f"{FLAGS.root_dir} has no eval/results.json: not a finished run "
-                           "of scripts/train.py")
+    if not os.path.isdir(FLAGS.root_dir):
+      raise cli.UsageError(f"--root_dir={FLAGS.root_dir} is not a directory")
     for path in plotting.save_run(FLAGS.root_dir, FLAGS.out_dir):
       print(path)
+    if not os.path.exists(os.path.join(FLAGS.root_dir, "eval", "results.json")):
+      print(f"{FLAGS.root_dir} is still training: its evaluated milestones are saved; save "
+            "it again at its end")
 
 
 if __name__ == "__main__":

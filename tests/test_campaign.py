@@ -194,6 +194,11 @@ def test_the_cpu_campaign_is_evaluated_by_its_runs_and_stale_commits_are_named(
   monkeypatch.setattr(campaign, "committed_dir", lambda name, run: str(committed / run.name))
   row = lambda: campaign.status("cpu", str(tmp_path))[0]
   assert row()["evaluated"] == [240_000] and row()["committed"] == "no"
+  saved = committed / runs[0].name / "milestones" / "step_120000" / "eval"
+  saved.mkdir(parents=True)
+  assert row()["committed"] == "no"  # an empty milestone folder is nothing committed
+  (saved / "results.json").write_text('{"test_tasks": {}}')
+  assert row()["committed"] == "milestones"  # saved while it was still training
   (committed / runs[0].name / "eval").mkdir(parents=True)
   (committed / runs[0].name / "eval" / "results.json").write_text('{"test_tasks": {"0": 1}}')
   assert row()["committed"] == "yes"  # nothing here to compare with: the committed ones

@@ -322,3 +322,76 @@ def test_the_headline_takes_each_familys_half_budget_and_end_into_the_results_pa
   with pytest.raises(ValueError, match="no .*headline.* block"):
     results.with_headline("# Results\n", text)
   assert results.headline_markdown({}) == ""
+
+
+def test_a_seed_still_training_is_in_the_budget_with_its_milestones_alone(tmp_path):
+  """A campaign's run saved before its end (evaluated milestones, no eval/results.json):
+  load_budget takes its milestones with the references' standing still, the tables mark it
+  (training), and a family with no finished seed has a headline row of its last milestone
+  alone; `make results` writes its budget.md but no per-seed table."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  results_dir = tmp_path / "results"
+  a, b = str(results_dir / "a_paper"), str(results_dir / "b_paper")
+  _write(a, "s0", {0: (-500, -400, -300)}, 0.9)  # s0 finished at 1,000 steps
+  _with_protocol(a, ("s0",))
+  _milestone(a, "s0", 500, {0: (-450, -470)})
+  _milestone(a, "s1", 500, {0: (-430, -410)})  # s1 still training
+  os.makedirs(os.path.join(a, "references"))
+  with open(os.path.join(a, "references", "task_0.json"), "w") as f:
+    json.dump({"index": 0, "task": "v=0", "standing_still": -480.0}, f)
+  budget_runs = results.load_budget(a)
+  assert sorted(budget_runs) == ["s0", "s1"] and list(budget_runs["s1"]) == [500]
+  entry = budget_runs["s1"][500]["test_tasks"]["0"]
+  assert (entry["standing_still"], entry["standing_still_from"]) == (-480.0, "reference")
+  assert "standing_still_from" not in budget_runs["s0"][500]["test_tasks"]["0"]  # the end's
+  table = results.budget(budget_runs)
+  assert [(r["seed"], r["env_steps"], r["training"]) for r in table["rows"]] == [
+      ("s0", 500, False), ("s0", 1000, False), ("s1", 500, True)]
+  text = results.budget_markdown(table)
+  # At 500: standing still (-500 - 480) / 2, MIER-wR (-450 - 430) / 2 = -440 ± 10, MIER
+  # (-470 - 410) / 2 = -440 ± 30, gains -20 and 20; won by s1 alone.
+  assert "| 500 | 2 | -490.0 | -440.0 ± 10.0 | -440.0 ± 30.0 | 0.0 ± 20.0 | 1 of 2 |" in text
+  assert "| s1 (training) | 500 | 1 | -430.0 | -410.0 | 20.0 | 1 of 1 |" in text
+  assert "| s0 | 1,000 | 1 | -400.0 | -300.0 | 100.0 | 1 of 1 |" in text
+  assert "still meta-training" in text
+  _milestone(b, "s0", 375, {1: (90, 80)})
+  _milestone(b, "s0", 750, {1: (100, 130)})  # no end, no references: no standing still
+  b_table = results.budget(results.load_budget(b))
+  assert "| 750 | 1 | – | 100.0 | 130.0 | 30.0 | 1 of 1 |" in results.budget_markdown(b_table)
+  lines = results.headline_markdown({"a_paper": table, "b_paper": b_table}).splitlines()
+  assert lines[2:] == [
+      "| a_paper | 500 | 2 | -490.0 | -440.0 ± 10.0 | -440.0 ± 30.0 | 0.0 ± 20.0 | 1 of 2 | – |",
+      "| a_paper | 1,000 | 1 | -500.0 | -400.0 | -300.0 | 100.0 | 1 of 1 | – |",
+      "| b_paper | 750 (training) | 1 | – | 100.0 | 130.0 | 30.0 | 1 of 1 | – |"]
+  proc = subprocess.run(
+      [sys.executable, os.path.join(os.path.dirname(__file__), "..", "scripts",
+                                    "regenerate_results.py"), f"--results_dir={results_dir}"],
+      capture_output=True, text=True, check=False)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert os.path.exists(os.path.join(a, "table.md")) and os.path.exists(
+      os.path.join(a, "budget.md"))
+  assert not os.path.exists(os.path.join(b, "table.md"))  # no finished seed: no per-seed table
+  with open(os.path.join(b, "budget.md")) as f:
+    assert "| s0 (training) | 750 | 1 | 100.0 | 130.0 | 30.0 | 1 of 1 |" in f.read()
+  with open(results_dir / "headline.md") as f:
+    assert f.read().splitlines()[2:] == lines[2:]
+
+
+def test_saving_a_run_still_training_keeps_its_evaluated_milestones(tmp_path):
+  """plotting.save_run of a campaign's run before its end: the milestones whose evaluation
+  completed, no end; nothing to save, or an out_dir holding another run's end, is refused."""
+  root, out = tmp_path / "run", tmp_path / "saved" / "s0"
+  done, busy = root / "milestones" / "step_5", root / "milestones" / "step_9"
+  for milestone in (done, busy):
+    (milestone / "eval").mkdir(parents=True)
+    (milestone / "eval" / "results.json").write_text('{"test_tasks": {}}')
+  with pytest.raises(FileNotFoundError, match="no eval/results.json and no evaluated milestone"):
+    plotting.save_run(str(root), str(out))
+  (done / "evaluated.json").write_text("{}")
+  plotting.save_run(str(root), str(out))
+  assert (out / "milestones" / "step_5" / "eval" / "results.json").exists()
+  assert not (out / "milestones" / "step_9").exists() and not (out / "eval" / "results.json").exists()
+  (out / "eval" / "results.json").write_text('{"test_tasks": {}}')
+  with pytest.raises(ValueError, match="holds a finished run's eval/results.json"):
+    plotting.save_run(str(root), str(out))
