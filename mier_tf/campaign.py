@@ -10,6 +10,11 @@ RUNS/<config>_s<seed>: killed at any moment, it resumes from its last checkpoint
 time the campaign starts; a finished one says so and changes nothing. `start` may be called
 any number of times: while a supervisor holds RUNS/campaign.lock, it does nothing.
 
+The supervisor also evaluates each checkpoint a run keeps (MIER-wR and MIER, Algorithm 2):
+a run's middle milestone as soon as it appears, pausing that run's training if every slot
+is busy (`_to_pause`; the milestone is its latest checkpoint, so it resumes losing nothing),
+its end once it has finished, its other milestones once no run waits to train.
+
 `scripts/campaign.py status` shows each run's family, seed, samples done, ETA, milestones
 kept, and whether its results are committed in docs/results/<config>/s<seed>/ (yes, no,
 milestones: those evaluated so far of a run still training, or stale: the run here finished
@@ -319,6 +324,33 @@ def _next_job(pending: List[Job], running: List[Job]) -> Optional[Job]:
   return optional[0] if optional else None
 
 
+# A milestone younger than this is evaluated at once, its run's training paused for it: the
+# milestone is its run's latest checkpoint, so the pause costs the seconds trained since.
+FRESH_MILESTONE_S = 300
+
+
+def _to_pause(pending: List[Job], running: List[Job], free_slots: int,
+              now: Optional[float] = None) -> Optional[Tuple[Job, Job]]:
+  """The training to pause so that its run's new middle milestone is evaluated now, not when
+  a slot frees hours later (an evaluated milestone can be committed before the run ends, so
+  a machine lost mid-run keeps it): the training of the first pending required evaluation's
+  run, when no slot is free, none evaluates, and that milestone is fresh (kept within
+  FRESH_MILESTONE_S: its checkpoint is the run's latest, and resuming loses nothing), with
+  that evaluation, which takes its slot. None otherwise. A paused run resumes from that
+  checkpoint, bit-identically, when a slot frees."""
+  now = time.time() if now is None else now
+  evaluations = [j for j in pending if j.kind == "evaluate" and not j.optional]
+  if free_slots or not evaluations or any(j.kind == "evaluate" for j in running):
+    return None
+  first = evaluations[0]
+  training = next((j for j in running if j.kind == "train" and j.run == first.run), None)
+  try:
+    fresh = now - os.path.getmtime(first.root) < FRESH_MILESTONE_S
+  except OSError:
+    return None
+  return (training, first) if training is not None and fresh else None
+
+
 def _finish_job(job: Job, code: int, runs_dir: str) -> bool:
   if code != 0:
     log = os.path.join(runs_dir, job.run.name + ".log")
@@ -378,11 +410,28 @@ def supervise(name: str, runs_dir: str, parallel: int = 2, evaluate: bool = True
                if j.root not in busy and (j.kind, j.root) not in tried]
     if not pending and not running:
       break
-    for core in [c for c in slots if c not in running]:
-      job = _next_job(pending, [j for j, _ in running.values()])
+    starts = []  # (core, job)
+    pause = _to_pause(pending, [j for j, _ in running.values()],
+                      sum(c not in running for c in slots))
+    if pause is not None:
+      paused, evaluation = pause
+      core, (_, process) = next((c, r) for c, r in running.items() if r[0] is paused)
+      process.terminate()
+      process.wait()
+      del running[core]
+      _log(f"{paused.name}: paused on core {core} for the evaluation of its new milestone "
+           "(resumes from that checkpoint)")
+      pending.remove(evaluation)
+      tried.discard((paused.kind, paused.root))
+      pending.append(paused)  # resumes when a slot frees
+      starts.append((core, evaluation))
+    for core in [c for c in slots if c not in running and c not in dict(starts)]:
+      job = _next_job(pending, [j for j, _ in running.values()] + [j for _, j in starts])
       if job is None:
         break
       pending.remove(job)
+      starts.append((core, job))
+    for core, job in starts:
       tried.add((job.kind, job.root))
       log = open(os.path.join(runs_dir, job.run.name + ".log"), "a")
       env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")

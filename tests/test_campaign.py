@@ -251,3 +251,71 @@ def test_the_supervisor_evaluates_finished_runs_once(smoke_run_source, tmp_path)
   assert not (saved / "milestones" / "step_9").exists()
   assert sorted(results_lib.load_budget(str(tmp_path / "family"))["s0"]) == sorted(
       {5, results["env_steps"]})
+
+
+def test_a_new_middle_milestone_pauses_its_runs_training_until_it_is_evaluated(
+    tmp_path, monkeypatch, capsys):
+  """With every slot training, a run's middle milestone is evaluated at once: the supervisor
+  pauses that run's training (its milestone is its latest checkpoint), evaluates, then lets
+  the training resume. Here on one slot, with commands standing in for train.py (keeps its
+  25% and 50% milestones, then trains on until killed; a second start finishes) and
+  adapt.py (writes the checkpoint's results)."""
+  s0, s1 = campaign.get_campaign("smoke")
+  root0 = _fake_run(tmp_path, s0)
+  (root0 / "run_config.gin").write_text("meta_train.milestones = (0.25, 0.5, 0.75)\n")
+  root1 = _fake_run(tmp_path, s1, finished=True)  # finished and evaluated: nothing to do
+  (root1 / campaign.EVALUATED).write_text(json.dumps(
+      {"bindings": campaign.EVALUATION_BINDINGS["smoke"]}))
+  order = tmp_path / "order.txt"
+  train = ("import os, sys, time\n"
+           "root, order = sys.argv[1], sys.argv[2]\n"
+           "start = os.path.exists(os.path.join(root, 'started'))\n"
+           "open(order, 'a').write('train again\\n' if start else 'train\\n')\n"
+           "if start:\n"
+           "  open(os.path.join(root, 'finished.json'), 'w').write('{}')\n"
+           "  sys.exit(0)\n"
+           "open(os.path.join(root, 'started'), 'w').close()\n"
+           "for n in (30, 60):\n"
+           "  os.makedirs(os.path.join(root, 'milestones', f'step_{n}'))\n"
+           "time.sleep(120)\n")
+  evaluate = ("import json, os, sys\n"
+              "root, order = sys.argv[1], sys.argv[2]\n"
+              "open(order, 'a').write('evaluate ' + os.path.basename(root) + '\\n')\n"
+              "os.makedirs(os.path.join(root, 'eval'), exist_ok=True)\n"
+              "json.dump({'test_tasks': {}}, open(os.path.join(root, 'eval', 'results.json'), "
+              "'w'))\n")
+  monkeypatch.setattr(campaign, "train_command", lambda run, runs_dir: [
+      sys.executable, "-c", train, os.path.join(runs_dir, run.name), str(order)])
+  monkeypatch.setattr(campaign, "evaluate_command", lambda run, root: [
+      sys.executable, "-c", evaluate, root, str(order)])
+  real_sleep = campaign.time.sleep
+  monkeypatch.setattr(campaign.time, "sleep", lambda s: real_sleep(min(s, 0.3)))
+  failed = campaign.supervise("smoke", str(tmp_path), parallel=1, lower_priority=False)
+  assert failed == 0
+  # The middle milestone before the training's end; the end, then the optional 25%.
+  assert order.read_text().split("\n")[:-1] == [
+      "train", "evaluate step_60", "train again", f"evaluate {root0.name}", "evaluate step_30"]
+  assert f"{s0.name}: paused on core" in capsys.readouterr().out
+  assert (root0 / "milestones" / "step_60" / campaign.EVALUATED).exists()
+
+
+def test_only_a_fresh_middle_milestone_pauses_a_training(tmp_path):
+  """_to_pause: nothing while a slot is free or one evaluates, nor for an optional milestone,
+  nor for a milestone older than FRESH_MILESTONE_S (a supervisor started hours after it
+  would throw away the epochs trained since: it waits for a slot)."""
+  s0, s1 = campaign.get_campaign("smoke")
+  milestone = tmp_path / "step_60"
+  milestone.mkdir()
+  train0, train1 = campaign.Job("train", s0, "r0"), campaign.Job("train", s1, "r1")
+  middle = campaign.Job("evaluate", s0, str(milestone))
+  to_pause = campaign._to_pause  # pylint: disable=protected-access
+  now = os.path.getmtime(milestone) + 10
+  assert to_pause([middle], [train0, train1], 0, now) == (train0, middle)
+  assert to_pause([middle], [train1, train0], 0, now) == (train0, middle)  # its own run's
+  assert to_pause([middle], [train0], 1, now) is None  # a free slot takes it
+  other = campaign.Job("evaluate", s1, str(milestone))
+  assert to_pause([middle], [other, train0], 0, now) is None  # one slot already evaluates
+  optional = campaign.Job("evaluate", s0, str(milestone), optional=True)
+  assert to_pause([optional], [train0, train1], 0, now) is None
+  assert to_pause([middle], [train1], 0, now) is None  # its run is not training here
+  assert to_pause([middle], [train0, train1], 0, now + campaign.FRESH_MILESTONE_S) is None
