@@ -8,12 +8,16 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+# The adapted pass is one whole episode (200 steps), so each round finishes one per task (the
+# collectors' Collect/return_adapted_context); the prior pass (20 steps) finishes none.
 CONFIG = ["--gin_file=gin/smoke.gin", "--gin_bindings=MetaTrainingRun.family='cheetah_dir'",
-          "--gin_bindings=meta_train.export_at_end=False"]
+          "--gin_bindings=meta_train.export_at_end=False",
+          "--gin_bindings=MetaTrainingRun.posterior_steps=200"]
 
 
 def _launch(root, epochs, on_running=None, timeout=400):
@@ -89,6 +93,19 @@ def test_learner_trains_on_both_collectors_data_with_published_weights(run_dir):
   versions = sorted({v for s in statuses for v in s["versions"]})
   assert versions[0] == 0 and len(versions) >= 3, versions  # the versions moved
   assert "The learner finished (0)" in out
+  # Each collector's rounds as a learning curve, at the run's env steps (the learner's count).
+  from mier_tf import plotting, tags  # pylint: disable=import-outside-toplevel
+  final = _counters(root)["env_steps"]
+  for i in range(2):
+    curves = plotting.read_scalars(os.path.join(root, "collectors", f"collector_{i}", "eval"))
+    assert tags.COLLECT_RETURN["prior"] not in curves  # 20-step passes finish no episode
+    steps, values = curves[tags.COLLECT_RETURN["adapted"]]
+    # Each round at the server's env steps once it was written (the learner's count).
+    assert len(steps) >= 1 and steps[0] > 0, steps
+    assert all(np.isfinite(values)) and all(abs(v) < 1e4 for v in values), values
+  first = min(plotting.read_scalars(os.path.join(root, "collectors", f"collector_{i}", "eval"))[
+      tags.COLLECT_RETURN["adapted"]][0][0] for i in range(2))
+  assert first <= final, (first, final)
 
 
 def test_a_killed_collector_is_restarted_and_rejoins(run_dir):

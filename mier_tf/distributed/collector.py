@@ -14,7 +14,9 @@ environments and exploration noise afresh (from the run's seed, the index and th
 earlier starts), so a restarted collector does not repeat its episodes.
 
 ROOT/status.json says what it did (pid, starts, rounds, environment steps, the weight
-versions it collected with); it is rewritten atomically after every round.
+versions it collected with); it is rewritten atomically after every round. ROOT/eval/ holds
+each round's mean returns with the prior and the adapted context
+(Collect/return_{prior,adapted}_context), at the run's environment steps then.
 """
 import logging
 import os
@@ -146,7 +148,7 @@ def collect(root_dir: str, server: str, index: int = 0, num_collectors: int = 1,
         break
       ids = run.rng.choice(pool, per_round, replace=False)
       start = time.perf_counter()
-      run.collect_epoch(ids)
+      returns = run.collect_epoch(ids)
       seconds = time.perf_counter() - start
       if writer is None:
         writer = client.trajectory_writer(num_keep_alive_refs=1)
@@ -160,6 +162,11 @@ def collect(root_dir: str, server: str, index: int = 0, num_collectors: int = 1,
         except reverb.errors.DeadlineExceededError:
           if stop.is_set():
             break
+      # The round's learning curve, at the run's env steps as the learner counts them (the
+      # server's full tables), in this collector's eval/: Collect/return_*_context.
+      run.env_steps.assign(int(run.tables.num_added()[:, 1].sum()))
+      run.log_collection(returns)
+      run.eval_writer.flush()
       failures = 0
     except (ConnectionError, RuntimeError, tf.errors.OpError, reverb.errors.ReverbError) as e:
       failures += 1
