@@ -163,10 +163,12 @@ def collect(root_dir: str, server: str, index: int = 0, num_collectors: int = 1,
           if stop.is_set():
             break
       # The round's learning curve, at the run's env steps as the learner counts them (the
-      # server's full tables), in this collector's eval/: Collect/return_*_context.
-      run.env_steps.assign(int(run.tables.num_added()[:, 1].sum()))
-      run.log_collection(returns)
-      run.eval_writer.flush()
+      # server's full tables), in this collector's eval/: Collect/return_*_context. Not when
+      # stopping: the server may be going too, and asking it would hold the collector up.
+      if not stop.is_set():
+        run.env_steps.assign(int(run.tables.num_added()[:, 1].sum()))
+        run.log_collection(returns)
+        run.eval_writer.flush()
       failures = 0
     except (ConnectionError, RuntimeError, tf.errors.OpError, reverb.errors.ReverbError) as e:
       failures += 1
