@@ -128,7 +128,6 @@ def budget(budget_runs: Dict[str, Dict[int, dict]],
                    "context_steps": context_steps(tasks.values()),
                    "standing_still": _mean_or_none([e.get("standing_still")
                                                     for e in tasks.values()]),
-                   "end": bool(result.get("end", True)),
                    "mier_wr": float(wr.mean()), "mier": float(mier.mean()),
                    "gain": float((mier - wr).mean()), "wins": int((mier > wr).sum()),
                    "verdicts": paired_verdicts(tasks.values())})
@@ -146,7 +145,7 @@ def budget(budget_runs: Dict[str, Dict[int, dict]],
                   "seeds": [r["seed"] for r in at],
                   **{k: [r[k] for r in at] for k in ("standing_still", "mier_wr", "mier",
                                                      "gain", "wins", "tasks",
-                                                     "verdicts", "end")}})
+                                                     "verdicts")}})
   longs = []
   for i, task in sorted(relabeled):
     value, _ = _long_oracle(_reference(references, i, task))
@@ -253,11 +252,11 @@ def headline_markdown(tables: Dict[str, dict]) -> str:
       continue
     end = max(by_steps)
     halves = [k for k in by_steps if 0.35 * end <= k <= 0.65 * end]
-    if all(r["training"] for r in table["rows"]):
+    training = all(r["training"] for r in table["rows"])
+    if training:
       halves = []  # no seed has reached its budget: its last milestone alone
     chosen = ([min(halves, key=lambda k: abs(k - end / 2))] if halves else []) + [end]
-    rows += [(name, by_steps[k], table, k == end and not any(by_steps[k]["end"]))
-             for k in chosen]
+    rows += [(name, by_steps[k], table, training) for k in chosen]
   if not rows:
     return ""
   won, cell = _won_column([r for _, _, t, _ in rows for r in t["rows"]])
