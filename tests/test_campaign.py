@@ -65,7 +65,7 @@ def test_status_reads_progress_milestones_and_finished_runs(tmp_path):
   assert row["milestones"] == [30_000, 60_000]
   assert row["eta_hours"] == pytest.approx(6 * 1800 / 3600)  # 6 epochs left at 30 min each
   assert row["state"] == "checkpoint 25 min ago" and row["family"] == "cheetah_vel_hard"
-  assert rows[1]["state"] == "not started" and rows[1]["env_steps"] is None
+  assert rows[1]["state"] == "not started, 2 in the training order" and rows[1]["env_steps"] is None
   (first / "finished.json").write_text("{}")
   assert campaign.status("smoke", str(tmp_path))[0]["state"] == "finished"
   text = campaign.format_status("smoke", str(tmp_path), rows)
@@ -117,6 +117,31 @@ def _fake_run(runs_dir, run, finished=False, milestones=()):
   for step in milestones:
     (root / "milestones" / f"step_{step}").mkdir(parents=True)
   return root
+
+
+def test_the_paper_campaign_trains_what_adds_results_then_what_a_study_needs(
+    tmp_path, monkeypatch):
+  """On a machine without the runs: the runs not committed first, then the committed seeds
+  whose own-data study needs their checkpoints, then the optional ant seeds, and the other
+  committed runs last (written out by hand); the status names each one's place."""
+  committed = {"cheetah_vel_hard_paper_s0", "cheetah_negjoints_paper_s0",
+               "cheetah_vel_hard_paper_s1", "cheetah_negjoints_paper_s1",
+               "cheetah_vel_hard_paper_s2", "ant_dir_ood_paper_s2"}
+  monkeypatch.setattr(campaign, "committed_state",
+                      lambda name, run, runs_dir: "yes" if run.name in committed else "no")
+  assert [j.run.name for j in campaign.pending_jobs("paper", str(tmp_path))] == [
+      "ant_dir_ood_paper_s0", "ant_negjoints_paper_s0", "cheetah_negjoints_paper_s2",
+      "cheetah_vel_hard_paper_s1", "cheetah_negjoints_paper_s1", "cheetah_vel_hard_paper_s2",
+      "ant_dir_ood_paper_s1", "ant_negjoints_paper_s1", "ant_negjoints_paper_s2",
+      "cheetah_vel_hard_paper_s0", "cheetah_negjoints_paper_s0", "ant_dir_ood_paper_s2"]
+  states = {r["run"]: r["state"] for r in campaign.status("paper", str(tmp_path))}
+  assert states["cheetah_negjoints_paper_s2"] == "not started, 3 in the training order"
+  assert states["ant_negjoints_paper_s1"] == (
+      "not started, 8 in the training order (optional)")
+  # A finished run leaves the order; the others move up.
+  _fake_run(tmp_path, campaign.CampaignRun("ant_dir_ood_paper", 0), finished=True)
+  states = {r["run"]: r["state"] for r in campaign.status("paper", str(tmp_path))}
+  assert states["cheetah_negjoints_paper_s2"] == "not started, 2 in the training order"
 
 
 def test_jobs_train_first_and_evaluate_milestones_as_they_appear(tmp_path):
