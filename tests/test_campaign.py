@@ -98,7 +98,7 @@ def test_the_script_names_the_campaigns_and_plans_the_commands(tmp_path):
   proc = _script("plan", "--campaign=paper", f"--runs_dir={tmp_path}")
   assert proc.returncode == 0, proc.stderr
   plan = proc.stdout.strip().splitlines()
-  assert len(plan) == 12 and plan[0].startswith("cheetah_vel_hard_paper_s0: ")
+  assert len(plan) == 14 and plan[0].startswith("cheetah_vel_hard_paper_s0: ")
   assert f"--root_dir={tmp_path / 'ant_negjoints_paper_s2'}" in plan[-1]
   order = [line.split(":")[0] for line in plan]  # one seed of each ant family before the 3rd
   assert order.index("ant_negjoints_paper_s0") < order.index("cheetah_negjoints_paper_s2")
@@ -132,12 +132,12 @@ def test_the_paper_campaign_trains_what_adds_results_then_what_a_study_needs(
   assert [j.run.name for j in campaign.pending_jobs("paper", str(tmp_path))] == [
       "ant_dir_ood_paper_s0", "ant_negjoints_paper_s0", "cheetah_negjoints_paper_s2",
       "cheetah_vel_hard_paper_s1", "cheetah_negjoints_paper_s1", "cheetah_vel_hard_paper_s2",
-      "ant_dir_ood_paper_s1", "ant_negjoints_paper_s1", "ant_negjoints_paper_s2",
+      "ant_negjoints_700k_utd1_s0", "ant_negjoints_700k_entropy1_s0", "ant_dir_ood_paper_s1", "ant_negjoints_paper_s1", "ant_negjoints_paper_s2",
       "cheetah_vel_hard_paper_s0", "cheetah_negjoints_paper_s0", "ant_dir_ood_paper_s2"]
   states = {r["run"]: r["state"] for r in campaign.status("paper", str(tmp_path))}
   assert states["cheetah_negjoints_paper_s2"] == "not started, 3 in the training order"
   assert states["ant_negjoints_paper_s1"] == (
-      "not started, 8 in the training order (optional)")
+      "not started, 10 in the training order (optional)")
   # A finished run leaves the order; the others move up.
   _fake_run(tmp_path, campaign.CampaignRun("ant_dir_ood_paper", 0), finished=True)
   states = {r["run"]: r["state"] for r in campaign.status("paper", str(tmp_path))}
