@@ -18,9 +18,9 @@ its end once it has finished, its other milestones once no run waits to train.
 Runs train in `training_order`: those whose results are not committed yet, then committed
 runs a study still needs the checkpoints of (RERUN_FIRST), then the OPTIONAL ones, then the
 other committed runs. `scripts/campaign.py status` shows each run's family, seed, samples
-done, ETA, milestones kept, its place in that order, and whether its results are committed in docs/results/<config>/s<seed>/ (yes, no,
-milestones: those evaluated so far of a run still training, or stale: the run here finished
-with other results).
+done, ETA, milestones kept, its place in that order, and whether its results are committed
+in docs/results/<config>/s<seed>/ (yes, no, milestones: those evaluated so far of a run
+still training, or stale: the run here finished with other results).
 """
 import ast
 import dataclasses
