@@ -237,6 +237,75 @@ def mean_points(table: dict, key: str, count) -> List[tuple]:
   return [(s["env_steps"], float(np.mean(s[key])), len(s["seeds"]), n) for s in at]
 
 
+def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
+  """Mean of each point and the up to window - 1 points before it (a trailing mean: the
+  first points average fewer)."""
+  sums = np.cumsum(np.concatenate([[0.0], np.asarray(values, float)]))
+  ends = np.arange(1, len(values) + 1)
+  starts = np.maximum(0, ends - window)
+  return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def training_standing_still(eval_scalars: Dict[str, Series]) -> Optional[float]:
+  """Standing still on the training tasks at a run's last evaluation (its MIER-wR return
+  minus the same return above standing still), or None if it has not evaluated."""
+  returns, above = (eval_scalars.get(t) for t in (tags.TRAIN_RETURN,
+                                                  tags.TRAIN_RETURN_ABOVE_STILL))
+  if returns is None or above is None or not len(returns[1]) or not len(above[1]):
+    return None
+  return float(returns[1][-1] - above[1][-1])
+
+
+def plot_collection(family_dir: str, out_dir: Optional[str] = None,
+                    window: int = 10) -> List[str]:
+  """collection.png: each seed's meta-training collection returns on its training tasks
+  (`Collect/return_*_context`, one point per epoch, sampled actions) against environment
+  steps, a trailing mean over `window` epochs drawn over the raw points; with the training
+  tasks' standing still where the seed's own end evaluation measured it. Seeds saved while
+  training are drawn too: the learning curve of a campaign's run between its milestones.
+  Nothing is written if no seed's scalars hold the collection returns (runs made before
+  2026-12-05)."""
+  curves = {}
+  for seed_dir in sorted(glob.glob(os.path.join(family_dir, "s*", SAVED_SCALARS))):
+    seed = os.path.basename(os.path.dirname(seed_dir))
+    scalars = run_scalars(os.path.dirname(seed_dir), "eval")
+    if tags.COLLECT_RETURN["adapted"] in scalars:
+      curves[seed] = scalars
+  if not curves:
+    return []
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  import matplotlib.ticker  # pylint: disable=import-outside-toplevel
+  fig, ax = plt.subplots(figsize=(6.5, 4))
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for (seed, scalars), color in zip(sorted(curves.items()), colors):
+    for kind, style in (("adapted", "-"), ("prior", ":")):
+      steps, values = scalars.get(tags.COLLECT_RETURN[kind], (np.array([]), np.array([])))
+      if not len(steps):
+        continue
+      if kind == "adapted":
+        ax.plot(steps, values, color=color, alpha=0.25, lw=0.8)
+      ax.plot(steps, rolling_mean(values, window), color=color, ls=style, lw=1.8,
+              label=f"{seed}, {kind} context")
+    still = training_standing_still(scalars)
+    if still is not None:
+      ax.axhline(still, color=color, ls="--", lw=1,
+                 label=f"{seed}, standing still (its last evaluation's training tasks)")
+  ax.set_xlabel("meta-training environment steps")
+  ax.set_ylabel("return per episode")
+  ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1e3:,.0f}k"))
+  ax.set_title(f"{os.path.basename(os.path.abspath(family_dir))}: collection on the training "
+               f"tasks\n(sampled actions; thick: mean of {window} epochs, thin: each epoch)",
+               fontsize=10)
+  ax.legend(fontsize=8, loc="lower right")
+  fig.tight_layout()
+  path = os.path.join(out_dir or family_dir, "collection.png")
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return [path]
+
+
 def plot_budget(family_dir: str, out_dir: Optional[str] = None,
                 table: Optional[dict] = None) -> List[str]:
   """mier_vs_budget.png: MIER and MIER-wR (means over the relabeled test tasks) at each

@@ -6,7 +6,9 @@
 For each family folder under RESULTS_DIR (one sub-folder per seed, as `scripts/save_run.py`
 writes them, plus references/ from `scripts/references.py`): the plots of all its seeds
 (`scripts/plot.py`: learning_curves.png, training_losses.png, mier_vs_mier_wr.png with the
-references; for folders whose runs were saved with their scalars), table.md
+references; for folders whose runs were saved with their scalars), collection.png (each
+seed's collection returns on its training tasks, epoch by epoch, runs still training
+included; for runs that logged them), table.md
 (`scripts/results_table.py`: per test task and per seed), algorithm2.md (Algorithm 2 on each
 relabeled task of each evaluated checkpoint: the model's held-out NLL and steps, the relabeled
 rewards and next states against the simulator, the guard), and for a campaign's family whose
@@ -63,6 +65,8 @@ def main(argv):
             print(path)
         table = results.markdown(results.comparison(runs, references))
         print(files.atomic_write(os.path.join(family_dir, "table.md"), table))
+      for path in plotting.plot_collection(family_dir):
+        print(path)
       budget_runs = results.load_budget(family_dir)
       algorithm2 = results.algorithm2_markdown(budget_runs)
       if algorithm2:

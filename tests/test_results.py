@@ -196,6 +196,29 @@ def test_seeds_evaluated_with_other_context_steps_are_not_averaged(tmp_path):
   assert plotting.plot_budget(root) == []  # one checkpoint: no figure
 
 
+def test_collection_curves_are_drawn_where_a_seed_logged_them(tmp_path):
+  """collection.png from the seeds' saved scalars (a run still training included); the
+  trailing mean and the training tasks' standing still worked out by hand."""
+  assert plotting.rolling_mean([1.0, 2.0, 3.0, 4.0], 2).tolist() == [1.0, 1.5, 2.5, 3.5]
+  assert plotting.rolling_mean([3.0, 6.0, 9.0], 10).tolist() == [3.0, 4.5, 6.0]
+  root = tmp_path
+  (root / "s0").mkdir()
+  (root / "s0" / "scalars.json").write_text(json.dumps({"eval": {}, "train": {}}))
+  assert plotting.plot_collection(str(root)) == []  # a run from before the collection tags
+  (root / "s1").mkdir()
+  curve = {"steps": [75000, 80000, 85000], "values": [-40.0, 120.0, 170.0]}
+  evaluation = {"Eval/train_return": {"steps": [50, 85000], "values": [-60.0, 150.0]},
+                "Eval/train_return_above_still": {"steps": [50, 85000], "values": [-255.0, -40.0]}}
+  (root / "s1" / "scalars.json").write_text(json.dumps({"eval": {
+      "Collect/return_adapted_context": curve, "Collect/return_prior_context": curve,
+      **evaluation}}))
+  assert plotting.plot_collection(str(root)) == [str(root / "collection.png")]
+  assert (root / "collection.png").stat().st_size > 0
+  scalars = plotting.run_scalars(str(root / "s1"), "eval")
+  assert plotting.training_standing_still(scalars) == 190.0  # 150 - (-40), the last one
+  assert plotting.training_standing_still({}) is None
+
+
 def test_algorithm2_per_task_and_per_checkpoint(tmp_path):
   """algorithm2.md: every relabeled task's adaptation, relabeling error and guard, and per
   seed and checkpoint the smallest and mean correlation, the mean and largest next-state
