@@ -261,7 +261,7 @@ def plot_collection(family_dir: str, out_dir: Optional[str] = None,
   """collection.png: each seed's meta-training collection returns on its training tasks
   (`Collect/return_*_context`, one point per epoch, sampled actions) against environment
   steps, a trailing mean over `window` epochs drawn over the raw points; with the training
-  tasks' standing still where the seed's own end evaluation measured it. Seeds saved while
+  tasks' standing still where the seed's own last evaluation measured it. Seeds saved while
   training are drawn too: the learning curve of a campaign's run between its milestones.
   Nothing is written if no seed's scalars hold the collection returns (runs made before
   2026-12-05)."""
