@@ -13,7 +13,9 @@ any number of times: while a supervisor holds RUNS/campaign.lock, it does nothin
 The supervisor also evaluates each checkpoint a run keeps (MIER-wR and MIER, Algorithm 2):
 a run's middle milestone as soon as it appears, pausing that run's training if every slot
 is busy (`_to_pause`; the milestone is its latest checkpoint, so it resumes losing nothing),
-its end once it has finished, its other milestones once no run waits to train.
+its end once it has finished, its other milestones once no run waits to train; then, for
+the configs of STUDIES, the own-data study of each evaluated end and middle milestone
+(claim 3: relabeled experience against the task's own data alone), in RUNS/studies/.
 
 Runs train in `training_order`: those whose results are not committed yet, then committed
 runs a study still needs the checkpoints of (RERUN_FIRST), then the OPTIONAL ones, then the
@@ -135,6 +137,26 @@ EVALUATION_BINDINGS: Dict[str, List[str]] = {
 }
 
 
+# The own-data study (claim 3: is relabeled experience what lifts MIER?) of each cheetah
+# seed, from its end and its middle milestone once they are evaluated: Algorithm 2 as the
+# campaign evaluates it (EVALUATION_BINDINGS, the guard off, as scripts/relabel_study.py
+# measures relabeling) against the same with every SAC batch from the task's own 400
+# transitions (`real_only`), on the tasks of seed 0's study (docs/RESULTS.md, "At the paper's
+# budget"). Written to RUNS/studies/<run>_<k>k, the name docs/results/relabel_study/ keeps.
+@dataclasses.dataclass(frozen=True)
+class Study:
+  variants: Tuple[str, ...]  # of scripts/relabel_study.py's VARIANTS
+  tasks: Tuple[int, ...]     # test task indices
+
+
+STUDIES: Dict[str, Study] = {
+    "cheetah_vel_hard_paper": Study(("base", "real_only"), (0, 9, 18, 27)),
+    "cheetah_negjoints_paper": Study(("base", "real_only"), tuple(range(10))),
+}
+STUDIES_DIR = "studies"
+STUDIED = "studied.json"
+
+
 def campaign_names() -> List[str]:
   return sorted(CAMPAIGNS)
 
@@ -235,9 +257,10 @@ EVALUATING = "evaluating.json"
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-  """One process of a campaign: a run's meta-training, or MIER-wR and MIER (Algorithm 2)
-  from one of its checkpoints (a milestone, or the run's end)."""
-  kind: str   # "train" or "evaluate"
+  """One process of a campaign: a run's meta-training, MIER-wR and MIER (Algorithm 2) from
+  one of its checkpoints (a milestone, or the run's end), or that checkpoint's own-data
+  study (STUDIES)."""
+  kind: str   # "train", "evaluate" or "study"
   run: CampaignRun
   root: str   # the directory the job works on
   optional: bool = False  # an evaluation run only when no meta-training waits
@@ -246,7 +269,8 @@ class Job:
   def name(self) -> str:
     if self.kind == "train":
       return self.run.name
-    return f"{self.run.name} evaluation of {os.path.basename(self.root) or self.root}"
+    what = "evaluation" if self.kind == "evaluate" else "own-data study"
+    return f"{self.run.name} {what} of {os.path.basename(self.root) or self.root}"
 
 
 def _milestones(root: str) -> Tuple[List[int], Optional[int]]:
@@ -318,8 +342,60 @@ def evaluate_command(run: CampaignRun, checkpoint_dir: str) -> List[str]:
                                                            for b in bindings]
 
 
+def study_bindings(run: CampaignRun) -> List[str]:
+  """EVALUATION_BINDINGS without the guard (the study turns it off)."""
+  return [b for b in evaluation_bindings(run)
+          if not b.replace(" ", "").startswith("adapt_ood.guard_episodes=")]
+
+
+def study_spec(run: CampaignRun) -> dict:
+  study = STUDIES[run.config]
+  return {"variants": list(study.variants), "tasks": list(study.tasks),
+          "bindings": study_bindings(run)}
+
+
+def study_dir(run: CampaignRun, checkpoint_dir: str, runs_dir: str) -> Optional[str]:
+  """RUNS/studies/<run>_<k>k for an evaluated checkpoint of k thousand meta-training
+  samples (from its EVALUATED record); None before it is evaluated."""
+  done = _read_json(os.path.join(checkpoint_dir, EVALUATED)) or {}
+  if not done.get("env_steps"):
+    return None
+  return os.path.join(runs_dir, STUDIES_DIR, f"{run.name}_{done['env_steps'] // 1000}k")
+
+
+def is_studied(run: CampaignRun, out: str) -> bool:
+  """Studied with today's STUDIES and EVALUATION_BINDINGS."""
+  done = _read_json(os.path.join(out, STUDIED)) or {}
+  return {k: done.get(k) for k in ("variants", "tasks", "bindings")} == study_spec(run)
+
+
+def studies_due(run: CampaignRun, runs_dir: str) -> List[Tuple[str, str]]:
+  """(checkpoint, study directory) of the run's evaluated end and middle milestone (not the
+  optional milestones) whose study is not done."""
+  if run.config not in STUDIES:
+    return []
+  due = []
+  for d in checkpoints_of(run, runs_dir):
+    out = study_dir(run, d, runs_dir) if is_evaluated(run, d) else None
+    if out is not None and not is_optional(run, d, runs_dir) and not is_studied(run, out):
+      due.append((d, out))
+  return due
+
+
+def study_command(run: CampaignRun, checkpoint_dir: str, out: str) -> List[str]:
+  """scripts/relabel_study.py, which skips the (variant, task) pairs already done in OUT: a
+  killed study resumes."""
+  study = STUDIES[run.config]
+  return [sys.executable, os.path.join(REPO, "scripts", "relabel_study.py"),
+          f"--root_dir={checkpoint_dir}", f"--out={out}",
+          f"--variants={','.join(study.variants)}",
+          f"--tasks={','.join(str(t) for t in study.tasks)}", "--nice=0"] + [
+              f"--gin_bindings={b}" for b in study_bindings(run)]
+
+
 def pending_jobs(name: str, runs_dir: str, evaluate: bool = True) -> List[Job]:
-  """Every job of the campaign still to do, training jobs first (`training_order`)."""
+  """Every job of the campaign still to do: training (`training_order`), then evaluations,
+  then the own-data studies of evaluated checkpoints (STUDIES)."""
   runs = get_campaign(name)
   trainings = training_order(name, [r for r in runs if not is_finished(r, runs_dir)],
                              runs_dir)
@@ -328,6 +404,7 @@ def pending_jobs(name: str, runs_dir: str, evaluate: bool = True) -> List[Job]:
     jobs += [Job("evaluate", r, d, is_optional(r, d, runs_dir))
              for r in runs if evaluated_by_campaign(r)
              for d in checkpoints_of(r, runs_dir) if not is_evaluated(r, d)]
+    jobs += [Job("study", r, d) for r in runs for d, _ in studies_due(r, runs_dir)]
   return jobs
 
 
@@ -348,12 +425,14 @@ def training_order(name: str, runs: List[CampaignRun], runs_dir: str) -> List[Ca
 
 def _next_job(pending: List[Job], running: List[Job]) -> Optional[Job]:
   """Meta-training is the long pole, but evaluation must not wait for all of it: while
-  both are pending, at most half of the slots evaluate (ends and middle milestones); the
-  optional milestones go only to a slot that no meta-training can take."""
-  evaluations = [j for j in pending if j.kind == "evaluate" and not j.optional]
+  both are pending, at most half of the slots evaluate (ends and middle milestones, then
+  their studies); the optional milestones go only to a slot that no meta-training can
+  take."""
+  evaluations = ([j for j in pending if j.kind == "evaluate" and not j.optional] +
+                 [j for j in pending if j.kind == "study"])
   optional = [j for j in pending if j.kind == "evaluate" and j.optional]
   trainings = [j for j in pending if j.kind == "train"]
-  evaluating = sum(j.kind == "evaluate" for j in running)
+  evaluating = sum(j.kind != "train" for j in running)
   if evaluations and (not trainings or evaluating < (len(running) + 1) // 2):
     return evaluations[0]
   if trainings:
@@ -377,7 +456,7 @@ def _to_pause(pending: List[Job], running: List[Job], free_slots: int,
   checkpoint, bit-identically, when a slot frees."""
   now = time.time() if now is None else now
   evaluations = [j for j in pending if j.kind == "evaluate" and not j.optional]
-  if free_slots or not evaluations or any(j.kind == "evaluate" for j in running):
+  if free_slots or not evaluations or any(j.kind != "train" for j in running):
     return None
   first = evaluations[0]
   training = next((j for j in running if j.kind == "train" and j.run == first.run), None)
@@ -401,6 +480,11 @@ def _finish_job(job: Job, code: int, runs_dir: str) -> bool:
         "tasks": sorted(int(i) for i, t in results.get("test_tasks", {}).items()
                         if "mier" in t),
         "bindings": evaluation_bindings(job.run), "time": time.time()})
+  elif job.kind == "study":
+    out = study_dir(job.run, job.root, runs_dir)
+    os.makedirs(out, exist_ok=True)
+    files.atomic_write_json(os.path.join(out, STUDIED),
+                            dict(study_spec(job.run), checkpoint=job.root, time=time.time()))
   _log(f"{job.name}: finished")
   return True
 
@@ -433,7 +517,8 @@ def supervise(name: str, runs_dir: str, parallel: int = 2, evaluate: bool = True
   tried, failed = set(), 0
   pending = pending_jobs(name, runs_dir, evaluate)
   _log(f"campaign {name}: {sum(j.kind == 'train' for j in pending)} runs to train and "
-       f"{sum(j.kind == 'evaluate' for j in pending)} checkpoints to evaluate, "
+       f"{sum(j.kind == 'evaluate' for j in pending)} checkpoints to evaluate "
+       f"({sum(j.kind == 'study' for j in pending)} to study), "
        f"{len(slots)} at a time")
   while True:
     for core, (job, process) in list(running.items()):
@@ -474,6 +559,8 @@ def supervise(name: str, runs_dir: str, parallel: int = 2, evaluate: bool = True
       env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
       if job.kind == "train":
         command = train_command(job.run, runs_dir)
+      elif job.kind == "study":
+        command = study_command(job.run, job.root, study_dir(job.run, job.root, runs_dir))
       else:
         command = evaluate_command(job.run, job.root)
         files.atomic_write_json(os.path.join(job.root, EVALUATING),
@@ -536,7 +623,12 @@ def status(name: str, runs_dir: str, now: Optional[float] = None) -> List[dict]:
     else:  # train.py adapted the test tasks before it marked the run finished
       evaluated = [progress["env_steps"]] if state == "finished" and progress.get(
           "env_steps") else []
+    studied = sorted(_read_json(os.path.join(d, EVALUATED))["env_steps"]
+                     for d in checkpoints_of(run, runs_dir)
+                     if run.config in STUDIES and is_evaluated(run, d)
+                     and is_studied(run, study_dir(run, d, runs_dir) or d))
     rows.append({"run": run.name, "config": run.config, "seed": run.seed, "evaluated": evaluated,
+                 "studied": studied,
                  "family": progress.get("family"), "env_steps": progress.get("env_steps"),
                  "max_env_steps": progress.get("max_env_steps"), "epoch": epoch,
                  "planned_epochs": planned, "eta_hours": None if eta is None else eta / 3600,
@@ -551,16 +643,18 @@ def format_status(name: str, runs_dir: str, rows: List[dict]) -> str:
            (f"supervisor running (PID {pid})" if pid else "no supervisor running "
             "(scripts/campaign.py start)"),
            f"{'run':32} {'samples done':>24} {'ETA h':>6} {'milestones':>18} "
-           f"{'evaluated':>18}  {'committed':10}  state"]
+           f"{'evaluated':>18} {'studied':>12}  {'committed':10}  state"]
   for r in rows:
     done = ("-" if r["env_steps"] is None else
             f"{r['env_steps']:,} / " + (f"{r['max_env_steps']:,}" if r["max_env_steps"] else "-"))
     eta = "-" if r["eta_hours"] is None else f"{r['eta_hours']:.1f}"
     ms = ",".join(f"{m // 1000}k" for m in r["milestones"]) or "-"
     ev = ",".join(f"{m // 1000}k" for m in r["evaluated"]) or "-"
-    lines.append(f"{r['run']:32} {done:>24} {eta:>6} {ms:>18} {ev:>18}  "
+    st = ",".join(f"{m // 1000}k" for m in r.get("studied", [])) or "-"
+    lines.append(f"{r['run']:32} {done:>24} {eta:>6} {ms:>18} {ev:>18} {st:>12}  "
                  f"{r['committed']:10}  {r['state']}")
   lines.append("ETA: of one run alone on its core, from its last epochs' pace; samples are "
                "meta-training environment steps (the paper's budget: 1.5M, ant_negjoints 2.5M); "
-               "evaluated: checkpoints with MIER-wR and MIER (Algorithm 2) done.")
+               "evaluated: checkpoints with MIER-wR and MIER (Algorithm 2) done; studied: "
+               f"their own-data study (claim 3) done, in {os.path.join(runs_dir, STUDIES_DIR)}.")
   return "\n".join(lines)

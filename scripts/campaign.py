@@ -5,6 +5,7 @@
     python scripts/campaign.py status           # each run: samples done, ETA, milestones
     python scripts/campaign.py plan             # the runs and the commands they are, and the
                                                 # evaluations due (Algorithm 2 from milestones)
+                                                # and the own-data studies (claim 3)
 
 --runs_dir defaults to ~/mier_runs/<campaign> (outside the repository).
 """
@@ -58,6 +59,9 @@ def main(argv):
           when = " (once no run waits to train)" if job.optional else ""
           print(f"{job.name}{when}: " +
                 shlex.join(campaign.evaluate_command(job.run, job.root)[1:]))
+        elif job.kind == "study":
+          out = campaign.study_dir(job.run, job.root, runs_dir)
+          print(f"{job.name}: " + shlex.join(campaign.study_command(job.run, job.root, out)[1:]))
     else:
       return 1 if campaign.supervise(FLAGS.campaign, runs_dir, FLAGS.parallel, FLAGS.evaluate,
                                      FLAGS.lowest_priority) else 0

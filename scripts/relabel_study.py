@@ -159,7 +159,8 @@ def run_task(dest: str, variant: str, seed: int, task: int, bindings) -> None:
   command = ["nice", "-n", str(FLAGS.nice), sys.executable,
              os.path.join(REPO, "scripts", "adapt.py"), f"--root_dir={dest}", f"--task={task}",
              f"--seed={seed}"]
-  command += [f"--gin_bindings={b}" for b in ALWAYS + bindings + variant_bindings(variant)]
+  # ALWAYS last: no --gin_bindings turns the guard back on.
+  command += [f"--gin_bindings={b}" for b in bindings + variant_bindings(variant) + ALWAYS]
   start, usage = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
   with open(os.path.join(dest, "adapt.log"), "a") as log:
     subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)

@@ -344,3 +344,102 @@ def test_only_a_fresh_middle_milestone_pauses_a_training(tmp_path):
   assert to_pause([optional], [train0, train1], 0, now) is None
   assert to_pause([middle], [train1], 0, now) is None  # its run is not training here
   assert to_pause([middle], [train0, train1], 0, now + campaign.FRESH_MILESTONE_S) is None
+
+
+def _smoke_study(monkeypatch, guard=True):
+  """The smoke campaign given an own-data study, and EVALUATION_BINDINGS with the guard."""
+  bindings = campaign.EVALUATION_BINDINGS["smoke"] + (
+      ["adapt_ood.guard_episodes = 1"] if guard else [])
+  monkeypatch.setitem(campaign.EVALUATION_BINDINGS, "smoke", bindings)
+  monkeypatch.setitem(campaign.STUDIES, "smoke", campaign.Study(("base", "real_only"), (0, 3)))
+  return bindings
+
+
+def _evaluated(checkpoint, env_steps, bindings):
+  (checkpoint / campaign.EVALUATED).write_text(
+      json.dumps({"env_steps": env_steps, "bindings": bindings}))
+
+
+def test_an_evaluated_end_or_middle_milestone_gets_its_own_data_study(tmp_path, monkeypatch):
+  """STUDIES: once a checkpoint is evaluated, its study is due (the end and the middle
+  milestone, not the optional ones), in RUNS/studies/<run>_<k>k, run by relabel_study.py with
+  the campaign's Algorithm 2 less the guard; done once STUDIED records today's settings."""
+  bindings = _smoke_study(monkeypatch)
+  s0, _ = campaign.get_campaign("smoke")
+  root = _fake_run(tmp_path, s0, finished=True, milestones=(30_000, 60_000, 90_000))
+  (root / "run_config.gin").write_text("meta_train.milestones = (0.25, 0.5, 0.75)\n")
+  studies = lambda: [j.root for j in campaign.pending_jobs("smoke", str(tmp_path))
+                     if j.kind == "study"]
+  assert studies() == []  # nothing evaluated yet
+  middle, late = root / "milestones" / "step_60000", root / "milestones" / "step_90000"
+  for checkpoint, steps in ((root, 120_000), (middle, 60_000), (late, 90_000)):
+    _evaluated(checkpoint, steps, bindings)
+  assert studies() == [str(root), str(middle)]  # the optional 75% milestone gets none
+  out = campaign.study_dir(s0, str(middle), str(tmp_path))
+  assert out == str(tmp_path / "studies" / "smoke_s0_60k")
+  command = campaign.study_command(s0, str(middle), out)
+  assert command[1].endswith("scripts/relabel_study.py")
+  assert command[2:7] == [f"--root_dir={middle}", f"--out={out}", "--variants=base,real_only",
+                          "--tasks=0,3", "--nice=0"]
+  assert command[7:] == ["--gin_bindings=adapt_all_test_tasks.task_indices = [0]"]  # no guard
+  os.makedirs(out)
+  (tmp_path / "studies" / "smoke_s0_60k" / campaign.STUDIED).write_text(json.dumps(
+      {"variants": ["base", "real_only"], "tasks": [0, 3], "bindings": bindings[:1]}))
+  assert studies() == [str(root)]
+  assert campaign.status("smoke", str(tmp_path))[0]["studied"] == [60_000]
+  assert "60k" in campaign.format_status("smoke", str(tmp_path),
+                                         campaign.status("smoke", str(tmp_path)))
+  monkeypatch.setitem(campaign.STUDIES, "smoke", campaign.Study(("base",), (0, 3)))
+  assert studies() == [str(root), str(middle)]  # other variants: due again
+  # A study takes an evaluation's place: it waits for the evaluations and, while a run
+  # waits to train, for a slot that no other evaluation or study holds.
+  train = campaign.Job("train", s0, "elsewhere")
+  evaluation, study = campaign.Job("evaluate", s0, str(late)), campaign.Job("study", s0, str(root))
+  next_job = campaign._next_job  # pylint: disable=protected-access
+  assert next_job([study, evaluation], []) is evaluation
+  assert next_job([train, study], [train]) is study
+  assert next_job([train, study], [study]) is train
+  # A study on the only other slot keeps a fresh milestone from pausing a training.
+  assert campaign._to_pause([evaluation], [train, study], 0, 0) is None  # pylint: disable=protected-access
+
+
+def test_the_supervisor_studies_each_checkpoint_after_its_evaluation(tmp_path, monkeypatch):
+  """One slot, a finished run with its three milestones: the end and the middle milestone are
+  evaluated, then studied (commands standing in for adapt.py and relabel_study.py), then the
+  optional milestones evaluated; each study's STUDIED record says what it ran."""
+  bindings = _smoke_study(monkeypatch, guard=False)
+  s0, s1 = campaign.get_campaign("smoke")
+  root0 = _fake_run(tmp_path, s0, finished=True, milestones=(30_000, 60_000, 90_000))
+  (root0 / "run_config.gin").write_text("meta_train.milestones = (0.25, 0.5, 0.75)\n")
+  root1 = _fake_run(tmp_path, s1, finished=True)
+  _evaluated(root1, 120_000, bindings)
+  (tmp_path / "studies" / "smoke_s1_120k").mkdir(parents=True)
+  (tmp_path / "studies" / "smoke_s1_120k" / campaign.STUDIED).write_text(json.dumps(
+      campaign.study_spec(s1)))
+  order = tmp_path / "order.txt"
+  evaluate = ("import json, os, sys\n"
+              "root, order = sys.argv[1], sys.argv[2]\n"
+              "open(order, 'a').write('evaluate ' + os.path.basename(root) + '\\n')\n"
+              "os.makedirs(os.path.join(root, 'eval'), exist_ok=True)\n"
+              "steps = int(os.path.basename(root)[5:]) if 'step_' in root else 120000\n"
+              "json.dump({'test_tasks': {'0': {'mier': 1.0, 'mier_env_steps': steps}}}, "
+              "open(os.path.join(root, 'eval', 'results.json'), 'w'))\n")
+  study = ("import os, sys\n"
+           "root, out, order = sys.argv[1:4]\n"
+           "open(order, 'a').write('study ' + os.path.basename(out) + '\\n')\n")
+  monkeypatch.setattr(campaign, "evaluate_command", lambda run, root: [
+      sys.executable, "-c", evaluate, root, str(order)])
+  monkeypatch.setattr(campaign, "study_command", lambda run, root, out: [
+      sys.executable, "-c", study, root, out, str(order)])
+  real_sleep = campaign.time.sleep
+  monkeypatch.setattr(campaign.time, "sleep", lambda s: real_sleep(min(s, 0.2)))
+  assert campaign.supervise("smoke", str(tmp_path), parallel=1, lower_priority=False) == 0
+  assert order.read_text().split("\n")[:-1] == [
+      f"evaluate {root0.name}", "evaluate step_60000", "study smoke_s0_120k",
+      "study smoke_s0_60k", "evaluate step_90000", "evaluate step_30000"]
+  for name in ("smoke_s0_120k", "smoke_s0_60k"):
+    with open(tmp_path / "studies" / name / campaign.STUDIED) as f:
+      done = json.load(f)
+    assert (done["variants"], done["tasks"], done["bindings"]) == (
+        ["base", "real_only"], [0, 3], bindings)
+  assert campaign.status("smoke", str(tmp_path))[0]["studied"] == [60_000, 120_000]
