@@ -396,6 +396,95 @@ def study_seeds_markdown(seeds: Dict[int, list]) -> str:
   return "\n".join(lines + [line for _, line in sorted(table)]) + "\n"
 
 
+OWN_DATA_STUDY = re.compile(r"^(?P<config>.+)_s(?P<seed>\d+)_(?P<k>\d+)k$")
+OWN_DATA = "real_only"
+
+
+def load_own_data(study_dir: str) -> List[dict]:
+  """Claim 3's pairs in the studies of STUDY_DIR named <config>_s<seed>_<k>k (a campaign
+  checkpoint's, as `scripts/campaign.py` writes them): a variant V and V+real_only (`base`
+  and `real_only`), the same Algorithm 2 with every SAC batch from the task's own data, on the
+  tasks both ran under Algorithm 2 seed 0. One dict per pair: config, seed, env_steps, the
+  variant, its bindings (the study's --gin_bindings, then V's) and its (relabeled, own data)
+  rows per task."""
+  pairs = []
+  for path in sorted(glob.glob(os.path.join(study_dir, "*", "study.json"))):
+    name = os.path.basename(os.path.dirname(path))
+    match = OWN_DATA_STUDY.match(name)
+    if not match:
+      continue
+    rows = [r for r in files.read_json(path) if int(r.get("seed", 0)) == 0]
+    config_path = os.path.join(os.path.dirname(path), "study_config.json")
+    config = files.read_json(config_path) if os.path.exists(config_path) else {}
+    variants = {r["variant"] for r in rows}
+    for variant in sorted(variants):
+      own = OWN_DATA if variant == "base" else f"{variant}+{OWN_DATA}"
+      if own not in variants:
+        continue
+      relabeled = {r["task"]: r for r in rows if r["variant"] == variant}
+      own_rows = {r["task"]: r for r in rows if r["variant"] == own}
+      tasks = sorted(set(relabeled) & set(own_rows))
+      if tasks:
+        pairs.append({"config": match["config"], "seed": int(match["seed"]),
+                      "env_steps": int(match["k"]) * 1000, "variant": variant,
+                      "bindings": (config.get("gin_bindings", []) +
+                                   config.get("variants", {}).get(variant, [])),
+                      "tasks": [(relabeled[t], own_rows[t]) for t in tasks]})
+  return pairs
+
+
+def _short_binding(binding: str) -> str:
+  return binding.replace("adapt_ood.", "").replace(" ", "")
+
+
+def own_data_markdown(pairs: List[dict]) -> str:
+  """Claim 3 per family: for each seed and checkpoint, MIER-wR, Algorithm 2 on the task's
+  own data alone, Algorithm 2 with relabeled data (both with the guard off), their
+  differences and the tasks where the relabeled run is ahead; then per checkpoint over the
+  seeds, the mean and population sd of the seeds' relabeled − own data. Bindings every row
+  of a family shares are named once above its table, the others in its rows."""
+  mean = lambda values: float(np.mean(values))
+  lines = []
+  for config in sorted({p["config"] for p in pairs}):
+    group = sorted((p for p in pairs if p["config"] == config),
+                   key=lambda p: (p["env_steps"], p["seed"], p["variant"]))
+    effective = [dict(b.split("=", 1) for b in map(_short_binding, p["bindings"]))
+                 for p in group]
+    shared = {k: v for k, v in effective[0].items()
+              if all(e.get(k) == v for e in effective)}
+    lines += [f"**{config}**" + (" (every row: " + ", ".join(
+        f"{k} = {v}" for k, v in sorted(shared.items())) + ")" if shared else ""), "",
+              "| seed | samples | Algorithm 2 beyond those | tasks | MIER-wR | own data only | "
+              "relabeled | own data − MIER-wR | relabeled − own data | tasks where relabeled "
+              "is ahead |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    gains: Dict[int, List[float]] = {}
+    ahead_counts: Dict[int, List[int]] = {}
+    for pair, bindings in zip(group, effective):
+      relabeled = [r for r, _ in pair["tasks"]]
+      own = [o for _, o in pair["tasks"]]
+      mier_wr = mean([r["mier_wr"] for r in relabeled])
+      own_mean, relabeled_mean = mean([o["mier"] for o in own]), mean(
+          [r["mier"] for r in relabeled])
+      ahead = sum(r["mier"] > o["mier"] for r, o in pair["tasks"])
+      extra = ", ".join(f"{k} = {v}" for k, v in sorted(bindings.items()) if k not in shared)
+      gains.setdefault(pair["env_steps"], []).append(relabeled_mean - own_mean)
+      ahead_counts.setdefault(pair["env_steps"], []).extend([ahead, len(own)])
+      lines.append(
+          f"| s{pair['seed']} | {pair['env_steps']:,} | {extra or '–'} | "
+          f"{', '.join(str(r['task']) for r in relabeled)} | {mier_wr:.1f} | {own_mean:.1f} | "
+          f"{relabeled_mean:.1f} | {own_mean - mier_wr:+.1f} | "
+          f"**{relabeled_mean - own_mean:+.1f}** | {ahead} of {len(own)} |")
+    lines += ["", "| samples | seeds | relabeled − own data, mean ± sd over seeds | tasks where "
+              "relabeled is ahead |", "| --- | --- | --- | --- |"]
+    for steps in sorted(gains):
+      values, counts = gains[steps], ahead_counts[steps]
+      spread = f" ± {np.std(values):.1f}" if len(values) > 1 else ""
+      lines.append(f"| {steps:,} | {len(values)} | {mean(values):+.1f}{spread} | "
+                   f"{sum(counts[::2])} of {sum(counts[1::2])} |")
+    lines.append("")
+  return "\n".join(lines)
+
+
 def load_references(family_dir: str) -> Dict[int, dict]:
   """test task index -> its references (FAMILY_DIR/references/task_<i>.json, written by
   `scripts/references.py`); empty if there are none."""

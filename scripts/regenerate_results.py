@@ -16,7 +16,9 @@ milestones were evaluated, budget.md and mier_vs_budget.png (MIER against MIER-w
 meta-training budget grows); over those families RESULTS_DIR/headline.md (each at half its
 budget and at its end), also written into the headline block of RESULTS.md beside
 RESULTS_DIR (docs/RESULTS.md) where that page exists. Under RESULTS_DIR/relabel_study, <config>.md for the studies of
-`scripts/relabel_study.py` named <config>_s<seed>: Algorithm 2's variants over the seeds. Reads only the saved JSON; needs no checkpoint, event file or
+`scripts/relabel_study.py` named <config>_s<seed>: Algorithm 2's variants over the seeds; own_data.md
+(claim 3) from those named <config>_s<seed>_<k>k that ran a variant with and without
+relabeled data (`real_only`). Reads only the saved JSON; needs no checkpoint, event file or
 simulator.
 """
 import glob
@@ -97,6 +99,10 @@ def main(argv):
     for config, seeds in sorted(results.load_study_seeds(study_dir).items()):
       print(files.atomic_write(os.path.join(study_dir, f"{config}.md"),
                                results.study_seeds_markdown(seeds)))
+    own_data = results.load_own_data(study_dir)
+    if own_data:
+      print(files.atomic_write(os.path.join(study_dir, "own_data.md"),
+                               results.own_data_markdown(own_data)))
 
 
 if __name__ == "__main__":

@@ -418,3 +418,50 @@ def test_saving_a_run_still_training_keeps_its_evaluated_milestones(tmp_path):
   (out / "eval" / "results.json").write_text('{"test_tasks": {}}')
   with pytest.raises(ValueError, match="holds a finished run's eval/results.json"):
     plotting.save_run(str(root), str(out))
+
+
+def test_own_data_pairs_over_seeds(tmp_path):
+  """relabel_study/own_data.md (claim 3): in studies named <config>_s<seed>_<k>k, a variant
+  beside its `+real_only` twin (base beside real_only), on the tasks both ran with Algorithm 2
+  seed 0; per row the means and differences, and over seeds the mean and population sd of
+  relabeled − own data (worked out by hand). Other folders and unpaired variants are left
+  out; bindings every row shares are named once."""
+  def row(variant, task, mier_wr, mier, seed=0):
+    return {"variant": variant, "seed": seed, "task": task, "mier_wr": mier_wr, "mier": mier}
+  studies = {
+      "cfg_s0_1500k": ([row("model_3000", 0, -400.0, -300.0), row("model_3000", 9, -420.0, -340.0),
+                        row("model_3000+real_only", 0, -400.0, -450.0),
+                        row("model_3000+real_only", 9, -420.0, -410.0),
+                        row("model_3000+critic_reset", 0, -400.0, -600.0)],
+                       {"gin_bindings": ["adapt_ood.num_epochs = 5"],
+                        "variants": {"model_3000": ["adapt_ood.model_steps = 3000",
+                                                    "adapt_ood.patience = 100"]}}),
+      "cfg_s1_1500k": ([row("base", 0, -500.0, -350.0), row("base", 9, -480.0, -470.0),
+                        row("base", 18, -450.0, -300.0),  # no own-data twin on task 18
+                        row("base", 9, -480.0, 0.0, seed=1),  # another Algorithm 2 seed
+                        row("real_only", 0, -500.0, -550.0), row("real_only", 9, -480.0, -460.0)],
+                       {"gin_bindings": ["adapt_ood.num_epochs = 5", "adapt_ood.model_steps = 3000",
+                                         "adapt_ood.patience = 3000"],
+                        "variants": {"base": []}}),
+      "cfg_s1_850k": ([row("base", 0, -520.0, -200.0)], {}),  # no twin: not a pair
+      "cfg_s0_1500k_agent_from_850k": ([row("base", 0, 0.0, 1.0), row("real_only", 0, 0.0, 0.0)],
+                                       {})}
+  for name, (rows, config) in studies.items():
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "study.json").write_text(json.dumps(rows))
+    if config:
+      (tmp_path / name / "study_config.json").write_text(json.dumps(config))
+  pairs = results.load_own_data(str(tmp_path))
+  assert [(p["config"], p["seed"], p["env_steps"], p["variant"]) for p in pairs] == [
+      ("cfg", 0, 1_500_000, "model_3000"), ("cfg", 1, 1_500_000, "base")]
+  lines = results.own_data_markdown(pairs).splitlines()
+  assert lines[0] == "**cfg** (every row: model_steps = 3000, num_epochs = 5)"
+  # s0: MIER-wR -410, own data -430, relabeled -320: -20 and +110, ahead on both tasks.
+  assert lines[4] == ("| s0 | 1,500,000 | patience = 100 | 0, 9 | -410.0 | -430.0 | -320.0 | "
+                      "-20.0 | **+110.0** | 2 of 2 |")
+  # s1 on tasks 0 and 9 (its seed-0 rows): MIER-wR -490, own -505, relabeled -410: ahead on
+  # task 0 (-350 > -550), behind on 9 (-470 < -460).
+  assert lines[5] == ("| s1 | 1,500,000 | patience = 3000 | 0, 9 | -490.0 | -505.0 | -410.0 | "
+                      "-15.0 | **+95.0** | 1 of 2 |")
+  # Over seeds: (110 + 95) / 2 = 102.5, population sd 7.5.
+  assert lines[9] == "| 1,500,000 | 2 | +102.5 ± 7.5 | 3 of 4 |"
