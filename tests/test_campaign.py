@@ -121,9 +121,10 @@ def _fake_run(runs_dir, run, finished=False, milestones=()):
 
 def test_the_paper_campaign_trains_what_adds_results_then_what_a_study_needs(
     tmp_path, monkeypatch):
-  """On a machine without the runs: the runs not committed first, then the committed seeds
-  whose own-data study needs their checkpoints, then the optional ant seeds, and the other
-  committed runs last (written out by hand); the status names each one's place."""
+  """On a machine without the runs: the runs not committed first (the ant schedule study
+  among them), then the committed seeds whose own-data study needs their checkpoints, then
+  the optional ant seeds, and the other committed runs last (written out by hand); the
+  status names each one's place."""
   committed = {"cheetah_vel_hard_paper_s0", "cheetah_negjoints_paper_s0",
                "cheetah_vel_hard_paper_s1", "cheetah_negjoints_paper_s1",
                "cheetah_vel_hard_paper_s2", "ant_dir_ood_paper_s2"}
@@ -131,8 +132,9 @@ def test_the_paper_campaign_trains_what_adds_results_then_what_a_study_needs(
                       lambda name, run, runs_dir: "yes" if run.name in committed else "no")
   assert [j.run.name for j in campaign.pending_jobs("paper", str(tmp_path))] == [
       "ant_dir_ood_paper_s0", "ant_negjoints_paper_s0", "cheetah_negjoints_paper_s2",
+      "ant_negjoints_700k_utd1_s0", "ant_negjoints_700k_entropy1_s0",
       "cheetah_vel_hard_paper_s1", "cheetah_negjoints_paper_s1", "cheetah_vel_hard_paper_s2",
-      "ant_negjoints_700k_utd1_s0", "ant_negjoints_700k_entropy1_s0", "ant_dir_ood_paper_s1", "ant_negjoints_paper_s1", "ant_negjoints_paper_s2",
+      "ant_dir_ood_paper_s1", "ant_negjoints_paper_s1", "ant_negjoints_paper_s2",
       "cheetah_vel_hard_paper_s0", "cheetah_negjoints_paper_s0", "ant_dir_ood_paper_s2"]
   states = {r["run"]: r["state"] for r in campaign.status("paper", str(tmp_path))}
   assert states["cheetah_negjoints_paper_s2"] == "not started, 3 in the training order"
