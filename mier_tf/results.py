@@ -288,7 +288,8 @@ def with_headline(text: str, headline: str) -> str:
 def algorithm2_markdown(budget_runs: Dict[str, Dict[int, dict]]) -> Optional[str]:
   """How Algorithm 2 went on every relabeled task of every evaluated checkpoint: the model's
   held-out NLL (meta-trained inner loop → context steps → whole-model steps, and the steps
-  taken), the relabeled rewards and next states against the simulator, the guard's choice and
+  taken), the relabeled rewards and next states against the simulator ("real" where
+  relabeling kept the stored next states: reward-only families), the guard's choice and
   MIER − MIER-wR; a summary row per seed and checkpoint first. None if no task recorded its
   adaptation (results made before Algorithm 2 recorded it)."""
   fmt = lambda v, f="{:.2f}": "–" if v is None else f.format(v)
@@ -307,15 +308,19 @@ def algorithm2_markdown(budget_runs: Dict[str, Dict[int, dict]]) -> Optional[str
       corr, rmse, steps, kept = [], [], [], 0
       for i, e in tasks:
         a, err, guard = e["adaptation"], e.get("relabel_error", {}), e.get("guard")
+        # Reward-only relabeling keeps the stored next states: the simulator's own, so their
+        # error (zero) says nothing of the model.
+        real = e.get("settings", {}).get("relabel_mode") == "reward_only"
         corr.append(err.get("reward_corr"))
-        rmse.append(err.get("next_state_rmse"))
+        rmse.append(None if real else err.get("next_state_rmse"))
+        rmse_cell = "real" if real else fmt(err.get("next_state_rmse"))
         steps.append(int(a["model_steps"]))
         kept += bool(guard) and guard["chosen"] == "relabeled"
         nll = (f"{a['heldout_nll_meta']:.1f} → {a['heldout_nll_context']:.1f} → "
                f"{a['heldout_nll_model']:.2f} ({int(a['model_steps'])})")
         rows.append(f"| {seed} | {env_steps:,} | {i} ({e['task']}) | {nll} | "
                     f"{fmt(err.get('reward_corr'))} | {fmt(err.get('reward_bias'))} | "
-                    f"{fmt(err.get('reward_mae'))} | {fmt(err.get('next_state_rmse'))} | "
+                    f"{fmt(err.get('reward_mae'))} | {rmse_cell} | "
                     f"{guard['chosen'] if guard else 'off'} | {e['mier'] - e['mier_wr']:.1f} |")
       known = lambda v: [x for x in v if x is not None]
       c, r = known(corr), known(rmse)
@@ -323,7 +328,9 @@ def algorithm2_markdown(budget_runs: Dict[str, Dict[int, dict]]) -> Optional[str
       summary.append(
           f"| {seed} | {env_steps:,} | {len(tasks)} | "
           + (f"{min(c):.2f} / {np.mean(c):.2f}" if c else "–") + " | "
-          + (f"{np.mean(r):.2f} ({max(r):.2f})" if r else "–") + " | "
+          + (f"{np.mean(r):.2f} ({max(r):.2f})" if r else "real" if all(
+              e.get("settings", {}).get("relabel_mode") == "reward_only" for _, e in tasks)
+             else "–") + " | "
           + (f"{min(steps)}" if min(steps) == max(steps) else f"{min(steps)}–{max(steps)}")
           + f" | {kept} of {len(tasks)} | {gain:.1f} |")
   if len(summary) == 2:

@@ -242,6 +242,12 @@ def test_algorithm2_per_task_and_per_checkpoint(tmp_path):
           "3.00 | meta_trained | -20.0 |") in text
   assert "| s1 |" not in text  # results from before Algorithm 2 recorded its adaptation
   assert results.algorithm2_markdown({"s1": {1000: before}}) is None
+  # Reward-only relabeling keeps the stored next states: their (zero) error is not the model's.
+  for e in end["test_tasks"].values():
+    e["settings"] = {"relabel_mode": "reward_only"}
+  text = results.algorithm2_markdown({"s0": {1000: end}})
+  assert "| s0 | 1,000 | 2 | 0.70 / 0.80 | real | 1200–3000 | 1 of 2 | 40.0 |" in text
+  assert "| 0.70 | 0.10 | 0.20 | real | meta_trained | -20.0 |" in text
 
 
 def test_study_over_seeds(tmp_path):
