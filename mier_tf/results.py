@@ -365,7 +365,7 @@ def study_seeds_markdown(seeds: Dict[int, list]) -> str:
   known = lambda values: [v for v in values if v is not None]
   lines = ["| variant | MIER − MIER-wR, mean over tasks (and Algorithm 2 seeds): "
            + " / ".join(f"seed {s}" for s in order)
-           + " | over seeds: mean ± sd | won / tie / lost | reward corr, min–max | "
+           + " | over seeds: mean ± sample sd | won / tie / lost | reward corr, min–max | "
            "next-state RMSE, mean | held-out NLL after, mean | whole-model steps | s per task (CPU s) |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
   table = []
@@ -481,8 +481,8 @@ def own_data_markdown(pairs: List[dict]) -> str:
           f"{', '.join(str(r['task']) for r in relabeled)} | {mier_wr:.1f} | {own_mean:.1f} | "
           f"{relabeled_mean:.1f} | {own_mean - mier_wr:+.1f} | "
           f"**{relabeled_mean - own_mean:+.1f}** | {ahead} of {len(own)} |")
-    lines += ["", "| samples | seeds | relabeled − own data, mean ± sd over seeds | tasks where "
-              "relabeled is ahead |", "| --- | --- | --- | --- |"]
+    lines += ["", "| samples | seeds | relabeled − own data, mean ± population sd over seeds "
+              "| tasks where relabeled is ahead |", "| --- | --- | --- | --- |"]
     for steps in sorted(gains):
       values, counts = gains[steps], ahead_counts[steps]
       spread = f" ± {np.std(values):.1f}" if len(values) > 1 else ""
