@@ -403,6 +403,46 @@ def study_seeds_markdown(seeds: Dict[int, list]) -> str:
   return "\n".join(lines + [line for _, line in sorted(table)]) + "\n"
 
 
+def load_training_tasks(family_dir: str) -> Dict[str, Dict[int, dict]]:
+  """seed -> env steps -> the MIER-wR report of that checkpoint on training tasks, with the
+  reward parts (`scripts/evaluate.py --split=train --reward_parts --json`), saved as
+  FAMILY_DIR/<seed>/training_tasks/step_<env steps>.json."""
+  reports: Dict[str, Dict[int, dict]] = {}
+  for path in sorted(glob.glob(os.path.join(family_dir, "*", "training_tasks", "step_*.json"))):
+    steps = os.path.basename(path)[len("step_"):-len(".json")]
+    if steps.isdigit():
+      seed = os.path.basename(os.path.dirname(os.path.dirname(path)))
+      reports.setdefault(seed, {})[int(steps)] = files.read_json(path)
+  return reports
+
+
+def training_tasks_markdown(reports: Dict[str, Dict[int, dict]]) -> Optional[str]:
+  """Does the meta-trained policy do the task where it was trained? Per seed and checkpoint,
+  on the training tasks evaluated: MIER-wR and standing still (means over the tasks), the
+  tasks where MIER-wR is above standing still, and where its return comes from (the reward
+  parts, means over the tasks of each task's per-episode means). None without reports."""
+  if not reports:
+    return None
+  parts = ["forward", "ctrl", "contact", "survive"]
+  lines = ["| seed | env steps | training tasks | MIER-wR | standing still | above standing "
+           "still | " + " | ".join(parts) + " | episode length |",
+           "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in parts) + " | --- |"]
+  for seed, checkpoints in sorted(reports.items()):
+    for steps, report in sorted(checkpoints.items()):
+      tasks = report["tasks"]
+      mean = lambda key, part=None: float(np.mean(
+          [t["reward_parts"][key] if part else t[key] for t in tasks]))
+      above = sum(t["return"] > t["standing_still"] for t in tasks)
+      has_parts = all("reward_parts" in t for t in tasks)
+      cells = [f"{mean(p, True):.1f}" if has_parts and all(p in t["reward_parts"] for t in tasks)
+               else "–" for p in parts]
+      length = f"{mean('length', True):.0f}" if has_parts else "–"
+      lines.append(f"| {seed} | {steps:,} | {', '.join(str(t['index']) for t in tasks)} | "
+                   f"{mean('return'):.1f} | {mean('standing_still'):.1f} | {above} of "
+                   f"{len(tasks)} | " + " | ".join(cells) + f" | {length} |")
+  return "\n".join(lines) + "\n"
+
+
 OWN_DATA_STUDY = re.compile(r"^(?P<config>.+)_s(?P<seed>\d+)_(?P<k>\d+)k$")
 OWN_DATA = "real_only"
 

@@ -11,7 +11,9 @@ seed's collection returns on its training tasks, epoch by epoch, runs still trai
 included; for runs that logged them), table.md
 (`scripts/results_table.py`: per test task and per seed), algorithm2.md (Algorithm 2 on each
 relabeled task of each evaluated checkpoint: the model's held-out NLL and steps, the relabeled
-rewards and next states against the simulator, the guard), and for a campaign's family whose
+rewards and next states against the simulator, the guard), training_tasks.md (MIER-wR on
+training tasks and its reward parts, from <seed>/training_tasks/step_<n>.json, which
+`scripts/evaluate.py --split=train --reward_parts --json` writes), and for a campaign's family whose
 milestones were evaluated, budget.md and mier_vs_budget.png (MIER against MIER-wR as the
 meta-training budget grows); over those families RESULTS_DIR/headline.md (each at half its
 budget and at its end), also written into the headline block of RESULTS.md beside
@@ -73,6 +75,9 @@ def main(argv):
       algorithm2 = results.algorithm2_markdown(budget_runs)
       if algorithm2:
         print(files.atomic_write(os.path.join(family_dir, "algorithm2.md"), algorithm2))
+      training_tasks = results.training_tasks_markdown(results.load_training_tasks(family_dir))
+      if training_tasks:
+        print(files.atomic_write(os.path.join(family_dir, "training_tasks.md"), training_tasks))
       budget = results.budget(budget_runs, references)
       # A campaign's family: milestones evaluated (or a run still training, saved with them).
       if len(budget["steps"]) > 1 or any(r["training"] for r in budget["rows"]):

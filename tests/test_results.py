@@ -471,3 +471,27 @@ def test_own_data_pairs_over_seeds(tmp_path):
                       "-15.0 | **+95.0** | 1 of 2 |")
   # Over seeds: (110 + 95) / 2 = 102.5, population sd 7.5.
   assert lines[9] == "| 1,500,000 | 2 | +102.5 ± 7.5 | 3 of 4 |"
+
+
+def test_training_tasks_per_checkpoint(tmp_path):
+  """training_tasks.md: per seed and checkpoint, MIER-wR and standing still on the training
+  tasks evaluated, the tasks above standing still and the mean reward parts (worked out by
+  hand), from <seed>/training_tasks/step_<n>.json (other files there are not checkpoints)."""
+  def task(index, ret, still, forward, ctrl):
+    return {"index": index, "return": ret, "standing_still": still,
+            "reward_parts": {"return": ret, "forward": forward, "ctrl": ctrl, "contact": -1.0,
+                             "survive": 200.0, "length": 200.0}}
+  folder = tmp_path / "s0" / "training_tasks"
+  folder.mkdir(parents=True)
+  (folder / "step_850000.json").write_text(json.dumps({"tasks": [
+      task(0, 230.0, 200.0, 80.0, -49.0), task(25, 180.0, 196.0, 10.0, -29.0)]}))
+  (folder / "step_525000.json").write_text(json.dumps({"tasks": [task(0, 150.0, 200.0, 6.0, -55.0)]}))
+  (folder / "notes.json").write_text("{}")
+  reports = results.load_training_tasks(str(tmp_path))
+  assert list(reports) == ["s0"] and sorted(reports["s0"]) == [525_000, 850_000]
+  lines = results.training_tasks_markdown(reports).splitlines()
+  assert lines[2] == "| s0 | 525,000 | 0 | 150.0 | 200.0 | 0 of 1 | 6.0 | -55.0 | -1.0 | 200.0 | 200 |"
+  # (230 + 180) / 2 = 205, (200 + 196) / 2 = 198; forward 45, ctrl -39; one task above.
+  assert lines[3] == ("| s0 | 850,000 | 0, 25 | 205.0 | 198.0 | 1 of 2 | 45.0 | -39.0 | -1.0 | "
+                      "200.0 | 200 |")
+  assert results.training_tasks_markdown({}) is None
