@@ -140,12 +140,13 @@ EVALUATION_BINDINGS: Dict[str, List[str]] = {
 }
 
 
-# The own-data study (claim 3: is relabeled experience what lifts MIER?) of each cheetah
-# seed, from its end and its middle milestone once they are evaluated: Algorithm 2 as the
-# campaign evaluates it (EVALUATION_BINDINGS, the guard off, as scripts/relabel_study.py
-# measures relabeling) against the same with every SAC batch from the task's own 400
-# transitions (`real_only`), on the tasks of seed 0's study (docs/RESULTS.md, "At the paper's
-# budget"). Written to RUNS/studies/<run>_<k>k, the name docs/results/relabel_study/ keeps.
+# The own-data study (claim 3: is relabeled experience what lifts MIER?) of each seed, from
+# its end and its middle milestone once they are evaluated: Algorithm 2 as the campaign
+# evaluates it (EVALUATION_BINDINGS, the guard off, as scripts/relabel_study.py measures
+# relabeling) against the same with every SAC batch from the task's own 400 transitions
+# (`real_only`); on the cheetahs, the tasks of seed 0's study (docs/RESULTS.md, "At the
+# paper's budget"), on the ants every relabeled test task. Written to
+# RUNS/studies/<run>_<k>k, the name docs/results/relabel_study/ keeps.
 @dataclasses.dataclass(frozen=True)
 class Study:
   variants: Tuple[str, ...]  # of scripts/relabel_study.py's VARIANTS
@@ -155,6 +156,8 @@ class Study:
 STUDIES: Dict[str, Study] = {
     "cheetah_vel_hard_paper": Study(("base", "real_only"), (0, 9, 18, 27)),
     "cheetah_negjoints_paper": Study(("base", "real_only"), tuple(range(10))),
+    "ant_dir_ood_paper": Study(("base", "real_only"), tuple(range(10))),
+    "ant_negjoints_paper": Study(("base", "real_only"), tuple(range(0, 30, 2))),
 }
 STUDIES_DIR = "studies"
 STUDIED = "studied.json"
