@@ -375,17 +375,19 @@ def is_studied(run: CampaignRun, out: str) -> bool:
   return {k: done.get(k) for k in ("variants", "tasks", "bindings")} == study_spec(run)
 
 
-def studies_due(run: CampaignRun, runs_dir: str) -> List[Tuple[str, str]]:
+def study_dirs(run: CampaignRun, runs_dir: str) -> List[Tuple[str, str]]:
   """(checkpoint, study directory) of the run's evaluated end and middle milestone (not the
-  optional milestones) whose study is not done."""
+  optional milestones), for the configs of STUDIES."""
   if run.config not in STUDIES:
     return []
-  due = []
-  for d in checkpoints_of(run, runs_dir):
-    out = study_dir(run, d, runs_dir) if is_evaluated(run, d) else None
-    if out is not None and not is_optional(run, d, runs_dir) and not is_studied(run, out):
-      due.append((d, out))
-  return due
+  pairs = [(d, study_dir(run, d, runs_dir)) for d in checkpoints_of(run, runs_dir)
+           if not is_optional(run, d, runs_dir) and is_evaluated(run, d)]
+  return [(d, out) for d, out in pairs if out is not None]
+
+
+def studies_due(run: CampaignRun, runs_dir: str) -> List[Tuple[str, str]]:
+  """The study_dirs whose study is not done."""
+  return [(d, out) for d, out in study_dirs(run, runs_dir) if not is_studied(run, out)]
 
 
 def study_command(run: CampaignRun, checkpoint_dir: str, out: str) -> List[str]:
@@ -630,9 +632,7 @@ def status(name: str, runs_dir: str, now: Optional[float] = None) -> List[dict]:
       evaluated = [progress["env_steps"]] if state == "finished" and progress.get(
           "env_steps") else []
     studied = sorted(_read_json(os.path.join(d, EVALUATED))["env_steps"]
-                     for d in checkpoints_of(run, runs_dir)
-                     if run.config in STUDIES and is_evaluated(run, d)
-                     and is_studied(run, study_dir(run, d, runs_dir) or d))
+                     for d, out in study_dirs(run, runs_dir) if is_studied(run, out))
     rows.append({"run": run.name, "config": run.config, "seed": run.seed, "evaluated": evaluated,
                  "studied": studied,
                  "family": progress.get("family"), "env_steps": progress.get("env_steps"),

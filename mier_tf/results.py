@@ -305,12 +305,13 @@ def algorithm2_markdown(budget_runs: Dict[str, Dict[int, dict]]) -> Optional[str
                       if "mier" in e and "adaptation" in e), key=lambda t: t[0])
       if not tasks:
         continue
-      corr, rmse, steps, kept = [], [], [], 0
+      corr, rmse, steps, kept, reward_only = [], [], [], 0, 0
       for i, e in tasks:
         a, err, guard = e["adaptation"], e.get("relabel_error", {}), e.get("guard")
         # Reward-only relabeling keeps the stored next states: the simulator's own, so their
         # error (zero) says nothing of the model.
         real = e.get("settings", {}).get("relabel_mode") == "reward_only"
+        reward_only += real
         corr.append(err.get("reward_corr"))
         rmse.append(None if real else err.get("next_state_rmse"))
         rmse_cell = "real" if real else fmt(err.get("next_state_rmse"))
@@ -328,9 +329,8 @@ def algorithm2_markdown(budget_runs: Dict[str, Dict[int, dict]]) -> Optional[str
       summary.append(
           f"| {seed} | {env_steps:,} | {len(tasks)} | "
           + (f"{min(c):.2f} / {np.mean(c):.2f}" if c else "–") + " | "
-          + (f"{np.mean(r):.2f} ({max(r):.2f})" if r else "real" if all(
-              e.get("settings", {}).get("relabel_mode") == "reward_only" for _, e in tasks)
-             else "–") + " | "
+          + (f"{np.mean(r):.2f} ({max(r):.2f})" if r else
+             "real" if reward_only == len(tasks) else "–") + " | "
           + (f"{min(steps)}" if min(steps) == max(steps) else f"{min(steps)}–{max(steps)}")
           + f" | {kept} of {len(tasks)} | {gain:.1f} |")
   if len(summary) == 2:
@@ -505,7 +505,7 @@ def own_data_markdown(pairs: List[dict]) -> str:
               "relabeled | own data − MIER-wR | relabeled − own data | tasks where relabeled "
               "is ahead |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     gains: Dict[int, List[float]] = {}
-    ahead_counts: Dict[int, List[int]] = {}
+    ahead_of: Dict[int, List[tuple]] = {}  # env steps -> (tasks ahead, tasks) per seed
     for pair, bindings in zip(group, effective):
       relabeled = [r for r, _ in pair["tasks"]]
       own = [o for _, o in pair["tasks"]]
@@ -515,7 +515,7 @@ def own_data_markdown(pairs: List[dict]) -> str:
       ahead = sum(r["mier"] > o["mier"] for r, o in pair["tasks"])
       extra = ", ".join(f"{k} = {v}" for k, v in sorted(bindings.items()) if k not in shared)
       gains.setdefault(pair["env_steps"], []).append(relabeled_mean - own_mean)
-      ahead_counts.setdefault(pair["env_steps"], []).extend([ahead, len(own)])
+      ahead_of.setdefault(pair["env_steps"], []).append((ahead, len(own)))
       lines.append(
           f"| s{pair['seed']} | {pair['env_steps']:,} | {extra or '–'} | "
           f"{', '.join(str(r['task']) for r in relabeled)} | {mier_wr:.1f} | {own_mean:.1f} | "
@@ -524,10 +524,11 @@ def own_data_markdown(pairs: List[dict]) -> str:
     lines += ["", "| samples | seeds | relabeled − own data, mean ± population sd over seeds "
               "| tasks where relabeled is ahead |", "| --- | --- | --- | --- |"]
     for steps in sorted(gains):
-      values, counts = gains[steps], ahead_counts[steps]
+      values = gains[steps]
+      ahead, total = (sum(column) for column in zip(*ahead_of[steps]))
       spread = f" ± {np.std(values):.1f}" if len(values) > 1 else ""
       lines.append(f"| {steps:,} | {len(values)} | {mean(values):+.1f}{spread} | "
-                   f"{sum(counts[::2])} of {sum(counts[1::2])} |")
+                   f"{ahead} of {total} |")
     lines.append("")
   return "\n".join(lines)
 
